@@ -1,0 +1,78 @@
+"""attnkit: Keras 3 attention layers composed from pluggable scorers, masks and poolings.
+
+    >>> import attnkit
+    >>> layer = attnkit.AttentionLayer("additive+local15+seq")
+
+Components are found through the ``attnkit`` entry-point group (see :mod:`attnkit.registry`).
+"""
+
+from __future__ import annotations
+
+from attnkit.components import Mask, Pooling, Prepared, Scorer, param
+from attnkit.errors import (
+    AttnkitError,
+    AttnkitPluginWarning,
+    ComponentError,
+    InputShapeError,
+    MaskShapeError,
+    MissingPluginError,
+    PluginConflictError,
+    PluginLoadError,
+    SpecError,
+    SpecParameterError,
+    SpecSlotError,
+    SpecSyntaxError,
+    UnknownComponentError,
+)
+from attnkit.hookspecs import hookimpl
+from attnkit.layer import AttentionLayer
+from attnkit.ops import masked_softmax
+from attnkit.registry import Registry, Resolved, registry
+from attnkit.spec import Spec, Token, parse
+
+__all__ = [
+    "AttentionLayer",
+    "AttnkitError",
+    "AttnkitPluginWarning",
+    "ComponentError",
+    "InputShapeError",
+    "Mask",
+    "MaskShapeError",
+    "MissingPluginError",
+    "PluginConflictError",
+    "PluginLoadError",
+    "Pooling",
+    "Prepared",
+    "Registry",
+    "Resolved",
+    "Scorer",
+    "Spec",
+    "SpecError",
+    "SpecParameterError",
+    "SpecSlotError",
+    "SpecSyntaxError",
+    "Token",
+    "UnknownComponentError",
+    "hookimpl",
+    "masked_softmax",
+    "param",
+    "parse",
+    "registry",
+    "resolve",
+]
+
+
+def resolve(spec: str):
+    """Resolve spec text with the process-wide registry: ``attnkit.registry().resolve(spec)``."""
+    return registry().resolve(spec)
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("attnkit")
+        except PackageNotFoundError:
+            return "0+unknown"
+    raise AttributeError(f"module 'attnkit' has no attribute {name!r}")

@@ -1,0 +1,119 @@
+"""The exceptions and warnings attnkit raises; every one names what failed, where, and the fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "AttnkitError",
+    "AttnkitPluginWarning",
+    "ComponentError",
+    "InputShapeError",
+    "MaskShapeError",
+    "MissingPluginError",
+    "PluginConflictError",
+    "PluginLoadError",
+    "SpecError",
+    "SpecParameterError",
+    "SpecSlotError",
+    "SpecSyntaxError",
+    "UnknownComponentError",
+    "did_you_mean",
+]
+
+
+class AttnkitError(Exception):
+    """Base class of every error attnkit raises on purpose."""
+
+
+class SpecError(AttnkitError, ValueError):
+    """A spec string that cannot be parsed or resolved.
+
+    The message shows the spec with a caret under the offending columns.
+
+    Attributes:
+        spec: the text as given.
+        start: first offending column (0-based), or None when the whole spec is at fault.
+        end: one past the last offending column.
+        reason: the first line of the message, without the caret block.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        spec: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.spec = spec
+        self.start = start
+        self.end = end
+        self.hint = hint
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        lines = [self.reason]
+        if self.spec is not None:
+            shown = self.spec if len(self.spec) <= 120 else self.spec[:117] + "..."
+            lines.append(f"  {shown!s}")
+            if self.start is not None and self.start <= len(shown):
+                width = max(1, min(self.end or self.start + 1, len(shown)) - self.start)
+                lines.append("  " + " " * self.start + "^" * width)
+        if self.hint:
+            lines.append(self.hint)
+        return "\n".join(lines)
+
+    def __reduce__(self):  # keep pickling (multiprocessing, pytest-xdist) working
+        return (type(self), (self.reason, self.spec, self.start, self.end, self.hint))
+
+
+class SpecSyntaxError(SpecError):
+    """The text does not follow the spec grammar (a character, a number, a bracket)."""
+
+
+class UnknownComponentError(SpecError):
+    """A token names no registered component."""
+
+
+class MissingPluginError(UnknownComponentError):
+    """A saved spec names a component whose plugin distribution is not installed here."""
+
+
+class SpecParameterError(SpecError):
+    """A component was given a parameter it does not have, or a value it does not accept."""
+
+
+class SpecSlotError(SpecError):
+    """The tokens do not fill the slots: not exactly one scorer, two poolings, a conflict."""
+
+
+class ComponentError(AttnkitError, ValueError):
+    """A component misbehaved at build or call time (wrong shape, bad weights)."""
+
+
+class InputShapeError(AttnkitError, ValueError):
+    """The inputs of a layer do not have a shape its spec can take."""
+
+
+class MaskShapeError(AttnkitError, ValueError):
+    """A mask passed to a layer does not match the shape of its inputs."""
+
+
+class PluginLoadError(AttnkitError, ImportError):
+    """A plugin could not be loaded (raised instead of a warning in strict mode)."""
+
+
+class PluginConflictError(AttnkitError, ValueError):
+    """Two distributions provide a component under the same name."""
+
+
+class AttnkitPluginWarning(UserWarning):
+    """A plugin was skipped; the message names its entry point, distribution and version."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Close matches of ``word`` among ``candidates``, best first (difflib, cutoff 0.6)."""
+    return difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)

@@ -1,0 +1,317 @@
+"""``AttentionLayer``: a Keras layer composed from a spec's scorer, masks and pooling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from attnkit.errors import (
+    ComponentError,
+    InputShapeError,
+    MaskShapeError,
+    MissingPluginError,
+    UnknownComponentError,
+)
+from attnkit.ops import as_bool_mask, masked_softmax, score_dtype
+from attnkit.registry import Resolved, registry
+from attnkit.spec import parse
+
+__all__ = ["AttentionLayer"]
+
+
+class _Weights:
+    """What a component's ``build`` gets as ``layer``: the host layer, with prefixed weight names.
+
+    Weights default to ``autocast=False`` so that under mixed precision the components read
+    them in float32, the dtype scores are computed in.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, prefix: str) -> None:
+        self._layer = layer
+        self._prefix = prefix
+
+    def add_weight(self, name: str, shape=(), initializer="glorot_uniform", **kwargs):
+        kwargs.setdefault("autocast", False)
+        return self._layer.add_weight(
+            name=self._prefix + name, shape=shape, initializer=initializer, **kwargs
+        )
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._layer, item)
+
+
+@keras.saving.register_keras_serializable(package="attnkit")
+class AttentionLayer(keras.layers.Layer):
+    """Attention composed from a spec: one scorer, masks (ANDed) and a pooling.
+
+    For queries q (B, Tq, Dq), keys k (B, Tk, Dk) and values v (B, Tk, Dv)::
+
+        s_ij    = scorer(q_i, k_j)                           in float32 or wider
+        a_ij    = masked_softmax(act(s_ij), allowed_ij)     allowed = AND(masks) & padding
+        c_i     = sum_j a_ij v_j
+        output  = pooling(c, a)
+
+    A row with no allowed key gets zero weights and a zero output, never NaN. Padded keys get
+    exactly zero weight; padded query steps output zeros.
+
+    Args:
+        spec: e.g. ``"additive+local15+seq"``, ``"dot+causal"``, ``"bahdanau+last(units=128)"``.
+        return_attention: also return the attention weights: (B, Tq, Tk) for ``seq``,
+            (B, Tk) for many-to-one poolings.
+        dropout: rate of dropout on the attention weights during training.
+        seed: seed of that dropout.
+        attention_activation: activation applied to the raw scores before the softmax
+            (keras-self-attention's option of the same name), e.g. ``"sigmoid"``.
+        attention_regularizer_weight: lambda of keras-self-attention's penalty
+            ``lambda * sum_b ||A A^T - I||_F^2 / B``, with padded query rows left out.
+        **kwargs: the usual Layer arguments (``name``, ``dtype``, ...).
+
+    Call arguments:
+        inputs: one tensor x (B, T, D) for self-attention (q = k = v = x), or
+            ``[query, value]`` or ``[query, value, key]`` (Keras' order; key defaults to value).
+        mask: Keras padding masks, (B, T) each; propagated from ``Embedding(mask_zero=True)``.
+        training: enables dropout.
+
+    Output:
+        ``seq``: (B, Tq, Dv), carrying the query mask; many-to-one: (B, Dv) or (B, units), no
+        mask; ``[output, weights]`` with ``return_attention=True``.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        return_attention: bool = False,
+        dropout: float = 0.0,
+        seed: int | None = None,
+        attention_activation: Any = None,
+        attention_regularizer_weight: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        plugins = kwargs.pop("plugins", None)
+        super().__init__(**kwargs)
+        self.resolved: Resolved = _resolve(spec, plugins or {})
+        self.spec = self.resolved.canonical
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+        if float(attention_regularizer_weight) < 0.0:
+            raise ValueError(
+                "attention_regularizer_weight must be >= 0. "
+                f"Received: attention_regularizer_weight={attention_regularizer_weight!r}"
+            )
+        self.return_attention = bool(return_attention)
+        self.dropout = float(dropout)
+        self.seed = seed
+        self.attention_regularizer_weight = float(attention_regularizer_weight)
+        activation = keras.activations.get(attention_activation)
+        self.attention_activation = None if activation is keras.activations.linear else activation
+        self.supports_masking = True
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+        self._scorer_params: dict[str, Any] = {}
+        self._pooling_params: dict[str, Any] = {}
+
+    # -- build --------------------------------------------------------------------------------
+    def build(self, input_shape):
+        query_shape, value_shape, key_shape = _split_shapes(input_shape)
+        pooling, scorer = self.resolved.pooling, self.resolved.scorer
+        if len(query_shape) not in pooling.input_ranks:
+            ranks = " or ".join(str(r) for r in pooling.input_ranks)
+            raise InputShapeError(
+                f"layer '{self.name}' ('{self.spec}'): pooling '{pooling.name}' takes inputs of "
+                f"rank {ranks}; received an input of shape {tuple(query_shape)}"
+            )
+        try:
+            query_dim, key_dim = pooling.dims(tuple(query_shape), tuple(key_shape))
+            self._pooling_params = pooling.build(
+                _Weights(self, "pooling_"), query_shape[-1], value_shape[-1]
+            )
+            self._scorer_params = scorer.build(_Weights(self, "scorer_"), query_dim, key_dim)
+        except ValueError as error:
+            raise ComponentError(f"layer '{self.name}' ('{self.spec}'): {error}") from error
+
+    # -- call ---------------------------------------------------------------------------------
+    def call(self, inputs, mask=None, training=None):
+        query, value, key, query_mask, key_valid = self._unpack(inputs, mask)
+        work = score_dtype(self.compute_dtype)
+        if key_valid is not None:
+            # Zero padded keys and values before any arithmetic ("double where"): whatever they
+            # hold (1e30, inf, NaN) then reaches neither the output nor any gradient.
+            keep = ops.expand_dims(key_valid, -1)
+            key = ops.where(keep, key, ops.zeros_like(key))
+            value = ops.where(keep, value, ops.zeros_like(value))
+        pooling, scorer = self.resolved.pooling, self.resolved.scorer
+        prepared = pooling.prepare(self._pooling_params, query, key, query_mask)
+        scores = scorer.score(
+            self._scorer_params, ops.cast(prepared.query, work), ops.cast(prepared.key, work)
+        )
+        self._check_scores(scores)
+        scores = ops.cast(scores, work)
+        if self.attention_activation is not None:
+            scores = self.attention_activation(scores)
+        weights = masked_softmax(scores, self._allowed(prepared, key_valid))
+        if self.attention_regularizer_weight > 0:
+            self.add_loss(self._regularizer(weights, prepared.valid))
+        if training and self.dropout > 0:
+            weights = keras.random.dropout(weights, self.dropout, seed=self.seed_generator)
+        value = ops.cast(value, work)
+        context = ops.matmul(weights, value) if pooling.uses_context else None
+        output, reported = pooling.pool(self._pooling_params, context, weights, prepared, value)
+        output = ops.cast(output, self.compute_dtype)
+        if self.return_attention:
+            return [output, ops.cast(reported, self.compute_dtype)]
+        return output
+
+    def _unpack(self, inputs, mask):
+        """(query, value, key, query_mask, key_valid) with masks as booleans (B, T)."""
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) not in (2, 3):
+                raise InputShapeError(
+                    f"layer '{self.name}' takes one tensor, [query, value] or [query, value, key]; "
+                    f"received a list of {len(inputs)}"
+                )
+            query, value = inputs[0], inputs[1]
+            key = inputs[2] if len(inputs) == 3 else value
+            masks = list(mask) if isinstance(mask, (list, tuple)) else [mask, None, None]
+            masks += [None] * (3 - len(masks))
+            query_mask, value_mask, key_mask = masks[:3]
+        else:
+            query = value = key = inputs
+            query_mask = value_mask = mask
+            key_mask = None
+        query_mask = self._check_mask(query_mask, query, "query")
+        value_mask = self._check_mask(value_mask, value, "value")
+        key_mask = self._check_mask(key_mask, key, "key")
+        if value_mask is not None and key_mask is not None:
+            key_valid = ops.logical_and(value_mask, key_mask)
+        else:
+            key_valid = value_mask if value_mask is not None else key_mask
+        return query, value, key, query_mask, key_valid
+
+    def _check_mask(self, mask, tensor, role: str):
+        if mask is None:
+            return None
+        expected = tuple(tensor.shape[:2])
+        received = tuple(mask.shape)
+        compatible = len(received) == 2 and all(
+            a is None or b is None or a == b for a, b in zip(received, expected)
+        )
+        if len(tensor.shape) < 3 or not compatible:
+            raise MaskShapeError(
+                f"layer '{self.name}': the {role} mask must have shape (batch, steps) = "
+                f"{expected}; received shape {received}"
+            )
+        return as_bool_mask(mask)
+
+    def _allowed(self, prepared, key_valid):
+        """The boolean (B or 1, Tq, Tk) of keys each query may see, or None for all."""
+        allowed = None
+
+        def both(a, b):
+            return b if a is None else ops.logical_and(a, b)
+
+        if self.resolved.masks:
+            q_idx = ops.expand_dims(prepared.positions, -1)
+            steps = ops.shape(prepared.key)[1]
+            k_idx = ops.reshape(ops.arange(steps, dtype="int32"), (1, 1, -1))
+            for mask in self.resolved.masks:
+                allowed = both(allowed, mask.allowed(q_idx, k_idx))
+        if key_valid is not None:
+            allowed = both(allowed, ops.expand_dims(key_valid, 1))
+        if prepared.valid is not None:
+            allowed = both(allowed, ops.expand_dims(prepared.valid, -1))
+        return allowed
+
+    def _check_scores(self, scores) -> None:
+        if len(scores.shape) != 3:
+            info = _origin(self.resolved.scorer)
+            raise ComponentError(
+                f"layer '{self.name}': scorer '{self.resolved.scorer.name}' ({info}) returned "
+                f"scores of shape {tuple(scores.shape)}; expected (batch, query steps, key steps)"
+            )
+
+    def _regularizer(self, weights, valid):
+        """lambda * sum_b ||(A A^T - I) * V||_F^2 / B, V excluding pairs with a padded row."""
+        gram = ops.matmul(weights, ops.swapaxes(weights, -1, -2))
+        diff = gram - ops.eye(ops.shape(gram)[-1], dtype=gram.dtype)
+        if valid is not None:
+            pair = ops.logical_and(ops.expand_dims(valid, -1), ops.expand_dims(valid, 1))
+            diff = ops.where(pair, diff, ops.zeros_like(diff))
+        batch = ops.cast(ops.shape(weights)[0], diff.dtype)
+        return self.attention_regularizer_weight * ops.sum(ops.square(diff)) / batch
+
+    # -- masks, config ------------------------------------------------------------------------
+    def compute_mask(self, inputs, mask=None):
+        if mask is None or self.resolved.pooling.many_to_one:
+            out = None
+        else:
+            out = mask[0] if isinstance(mask, (list, tuple)) else mask
+        return [out, None] if self.return_attention else out
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            spec=self.spec,
+            return_attention=self.return_attention,
+            dropout=self.dropout,
+            seed=self.seed,
+            attention_activation=(
+                None if self.attention_activation is None
+                else keras.activations.serialize(self.attention_activation)
+            ),
+            attention_regularizer_weight=self.attention_regularizer_weight,
+        )
+        if self.resolved.plugins:
+            config["plugins"] = dict(self.resolved.plugins)
+        return config
+
+
+def _resolve(spec: Any, plugins: dict[str, str]) -> Resolved:
+    """Resolve a spec; a name that a saved config attributes to a missing plugin says so."""
+    if isinstance(spec, Resolved):
+        return spec
+    try:
+        return registry().resolve(spec)
+    except UnknownComponentError as error:
+        for token in parse(spec).tokens:
+            requirement = plugins.get(token.name)
+            if requirement and not _known(token.name):
+                dist, _, version = requirement.partition("==")
+                raise MissingPluginError(
+                    f"component '{token.name}' comes from the plugin distribution {dist} "
+                    f"(saved with version {version or '?'}), which is not installed here",
+                    spec, token.start, token.end,
+                    f"install it: pip install '{dist}>={version}'" if version
+                    else f"install it: pip install '{dist}'",
+                ) from error
+        raise
+
+
+def _known(name: str) -> bool:
+    return any(c.name == name for c in registry().components())
+
+
+def _origin(component) -> str:
+    for info in registry().components():
+        if info.cls is type(component):
+            return f"from {info.distribution} {info.version}"
+    return "not registered"
+
+
+def _split_shapes(input_shape):
+    """(query_shape, value_shape, key_shape) from what Keras passes to build()."""
+    if (
+        isinstance(input_shape, (list, tuple))
+        and input_shape
+        and isinstance(input_shape[0], (list, tuple))
+    ):
+        shapes = [tuple(s) for s in input_shape]
+        if len(shapes) not in (2, 3):
+            raise InputShapeError(
+                f"expected one input, [query, value] or [query, value, key]; got {len(shapes)}"
+            )
+        query, value = shapes[0], shapes[1]
+        return query, value, shapes[2] if len(shapes) == 3 else value
+    shape = tuple(input_shape)
+    return shape, shape, shape
