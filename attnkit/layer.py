@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import keras
 from keras import ops
 
@@ -142,22 +143,30 @@ class AttentionLayer(keras.layers.Layer):
             key = ops.where(keep, key, ops.zeros_like(key))
             value = ops.where(keep, value, ops.zeros_like(value))
         pooling, scorer = self.resolved.pooling, self.resolved.scorer
-        prepared = pooling.prepare(self._pooling_params, query, key, query_mask)
+        # Under a pure float16 policy the variables are float16 too; components see `work`.
+        pooling_params = {k: ops.cast(v, work) for k, v in self._pooling_params.items()}
+        scorer_params = {k: ops.cast(v, work) for k, v in self._scorer_params.items()}
+        prepared = pooling.prepare(pooling_params, query, key, query_mask)
         scores = scorer.score(
-            self._scorer_params, ops.cast(prepared.query, work), ops.cast(prepared.key, work)
+            scorer_params, ops.cast(prepared.query, work), ops.cast(prepared.key, work)
         )
         self._check_scores(scores)
         scores = ops.cast(scores, work)
         if self.attention_activation is not None:
             scores = self.attention_activation(scores)
-        weights = masked_softmax(scores, self._allowed(prepared, key_valid))
+        allowed = self._allowed(prepared, key_valid)
+        weights = masked_softmax(scores, allowed)
+        if allowed is not None:
+            # From here on "valid" means "sees at least one key": a many-to-one output whose
+            # query saw nothing is zero, like a seq row with nothing visible.
+            prepared = attrs.evolve(prepared, valid=ops.any(allowed, axis=-1))
         if self.attention_regularizer_weight > 0:
             self.add_loss(self._regularizer(weights, prepared.valid))
         if training and self.dropout > 0:
             weights = keras.random.dropout(weights, self.dropout, seed=self.seed_generator)
         value = ops.cast(value, work)
         context = ops.matmul(weights, value) if pooling.uses_context else None
-        output, reported = pooling.pool(self._pooling_params, context, weights, prepared, value)
+        output, reported = pooling.pool(pooling_params, context, weights, prepared, value)
         output = ops.cast(output, self.compute_dtype)
         if self.return_attention:
             return [output, ops.cast(reported, self.compute_dtype)]
@@ -266,6 +275,13 @@ class AttentionLayer(keras.layers.Layer):
             config["plugins"] = dict(self.resolved.plugins)
         return config
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> AttentionLayer:
+        # Resolve first: Keras' from_config turns every exception into a bare TypeError, and
+        # a missing plugin must reach the user as itself, with the install hint.
+        _resolve(config.get("spec"), config.get("plugins") or {})
+        return super().from_config(config)
+
 
 def _resolve(spec: Any, plugins: dict[str, str]) -> Resolved:
     """Resolve a spec; a name that a saved config attributes to a missing plugin says so."""
@@ -309,7 +325,8 @@ def _split_shapes(input_shape):
         shapes = [tuple(s) for s in input_shape]
         if len(shapes) not in (2, 3):
             raise InputShapeError(
-                f"expected one input, [query, value] or [query, value, key]; got {len(shapes)}"
+                "AttentionLayer takes one tensor, [query, value] or [query, value, key]; "
+                f"received a list of {len(shapes)}"
             )
         query, value = shapes[0], shapes[1]
         return query, value, shapes[2] if len(shapes) == 3 else value
