@@ -55,10 +55,10 @@ def shade(row: np.ndarray) -> str:
     return "".join(SHADES[min(len(SHADES) - 1, int(v / top * (len(SHADES) - 1) + 0.5))] for v in row)
 
 
-def main(epochs: int = 8) -> None:
+def main(epochs: int = 8, samples: int = 2000) -> None:
     import attnkit
 
-    x, y = make_data(2000)
+    x, y = make_data(samples)
     x_test, y_test = make_data(200, seed=1)
     print(f"attnkit {attnkit.__version__}: {len(attnkit.registry().components())} components")
     for spec in SPECS:
