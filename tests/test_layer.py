@@ -30,10 +30,12 @@ BUILTIN_SPECS = [
     "dot+weighted",
     "additive+weighted",
 ]
+#: The attention block needs a fixed number of steps (its dense scorer is T x T).
+GATE_SPECS = ["dense+gate", "dense(use_bias=false)+gate(shared=true)"]
 
 
 def _model(spec: str, return_attention: bool = False, **options) -> keras.Model:
-    tokens = keras.Input((None,), dtype="int32")
+    tokens = keras.Input((11 if "gate" in spec else None,), dtype="int32")
     hidden = keras.layers.Embedding(30, 8, mask_zero=True)(tokens)
     out = attnkit.AttentionLayer(spec, return_attention=return_attention, name="attn", **options)(
         hidden
@@ -54,7 +56,8 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     objects, only `import attnkit`) and predicts bit-identical outputs."""
     x = _tokens()
     np.save(tmp_path / "x.npy", x)
-    for i, spec in enumerate(BUILTIN_SPECS):
+    specs = BUILTIN_SPECS + GATE_SPECS
+    for i, spec in enumerate(specs):
         model = _model(spec, dropout=0.2, seed=7, attention_activation="tanh")
         model.save(tmp_path / f"m{i}.keras")
         np.save(tmp_path / f"y{i}.npy", model.predict(x, verbose=0))
@@ -65,7 +68,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
         import numpy as np, keras, attnkit
         x = np.load({str(tmp_path / "x.npy")!r})
         out = {{}}
-        for i in range({len(BUILTIN_SPECS)}):
+        for i in range({len(specs)}):
             model = keras.models.load_model({str(tmp_path)!r} + f"/m{{i}}.keras", safe_mode=True)
             y = model.predict(x, verbose=0)
             expected = np.load({str(tmp_path)!r} + f"/y{{i}}.npy")
@@ -79,13 +82,13 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    for i, spec in enumerate(BUILTIN_SPECS):
+    for i, spec in enumerate(specs):
         canonical, identical = results[str(i)]
         assert canonical == attnkit.resolve(spec).canonical
         assert identical, f"{spec}: outputs differ after loading in a fresh process"
 
 
-@pytest.mark.parametrize("spec", BUILTIN_SPECS)
+@pytest.mark.parametrize("spec", BUILTIN_SPECS + GATE_SPECS)
 def test_config_round_trip(spec):
     layer = attnkit.AttentionLayer(
         spec, return_attention=True, dropout=0.25, seed=3, attention_activation="sigmoid",
