@@ -414,7 +414,7 @@ class Registry:
         Raises:
             SpecError: any problem, with a caret under the offending token.
         """
-        parsed = parse(spec) if isinstance(spec, str) else spec
+        parsed = spec if isinstance(spec, Spec) else parse(spec)
         text = parsed.text or str(parsed)
         self.load()
         found: dict[str, list[tuple[Component, object]]] = {k: [] for k in KINDS}
