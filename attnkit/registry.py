@@ -294,8 +294,18 @@ class Registry:
             return False
         del self._components[info.name]
         self._conflicts[info.name] = [existing, info]
+        self._withdraw(existing)
         self._conflict_warning(info.name)
         return False
+
+    def _withdraw(self, info: ComponentInfo) -> None:
+        """Take a name that became a conflict off the record of the plugin that first gave it."""
+        for i, plugin in enumerate(self._plugins):
+            if (plugin.entry_point, plugin.distribution) == (info.plugin, info.distribution):
+                left = tuple(n for n in plugin.components if n != info.name)
+                self._plugins[i] = attrs.evolve(
+                    plugin, components=left, status=plugin.status if left else "conflict"
+                )
 
     def _conflict_warning(self, name: str) -> None:
         self._report(PluginConflictError, self._conflict_message(name))

@@ -262,7 +262,7 @@ class _Parser:
             name, digits = self.name("a value")
             word = name + digits
             return KEYWORDS[word] if word in KEYWORDS else word
-        if char in _DIGITS or char in "-.":
+        if char and char in "0123456789-.":
             return self.numeric_value()
         self.fail(
             f"expected a value (number, true, false, none, a name or a quoted string), "
