@@ -136,12 +136,12 @@ class AttentionLayer(keras.layers.Layer):
     def call(self, inputs, mask=None, training=None):
         query, value, key, query_mask, key_valid = self._unpack(inputs, mask)
         work = score_dtype(self.compute_dtype)
-        if key_valid is not None:
-            # Zero padded keys and values before any arithmetic ("double where"): whatever they
-            # hold (1e30, inf, NaN) then reaches neither the output nor any gradient.
-            keep = ops.expand_dims(key_valid, -1)
-            key = ops.where(keep, key, ops.zeros_like(key))
-            value = ops.where(keep, value, ops.zeros_like(value))
+        # Zero padded steps before any arithmetic ("double where"): whatever they hold (1e30,
+        # inf, NaN) then reaches neither the output nor any gradient, even though in
+        # self-attention the same tensor also feeds the queries.
+        query = _zero_padding(query, query_mask)
+        key = _zero_padding(key, key_valid)
+        value = _zero_padding(value, key_valid)
         pooling, scorer = self.resolved.pooling, self.resolved.scorer
         # Under a pure float16 policy the variables are float16 too; components see `work`.
         pooling_params = {k: ops.cast(v, work) for k, v in self._pooling_params.items()}
@@ -302,6 +302,12 @@ def _resolve(spec: Any, plugins: dict[str, str]) -> Resolved:
                     else f"install it: pip install '{dist}'",
                 ) from error
         raise
+
+
+def _zero_padding(tensor, valid):
+    if valid is None:
+        return tensor
+    return ops.where(ops.expand_dims(valid, -1), tensor, ops.zeros_like(tensor))
 
 
 def _known(name: str) -> bool:

@@ -105,7 +105,7 @@ class Weighted(Pooling):
                                           initializer="uniform")}
 
     def prepare(self, params, query, key, query_mask):
-        vector = ops.cast(ops.reshape(params["query"], (1, 1, -1)), query.dtype)
+        vector = ops.reshape(params["query"], (1, 1, -1))  # stays in the scoring dtype
         q = ops.broadcast_to(vector, (ops.shape(query)[0], 1, ops.shape(vector)[-1]))
         return _one_query_prepared(query, key, query_mask, q)
 

@@ -218,9 +218,8 @@ class Gaussian(Scorer):
         distance = ops.maximum(q_sq + k_sq - 2.0 * cross, 0.0)
         if self.sigma is None:
             sigma = ops.softplus(params["rho"]) + 1e-6
-        else:
-            sigma = self.sigma
-        return -distance / (2.0 * ops.square(sigma))
+            return -distance / (2.0 * ops.square(sigma))
+        return distance * (-0.5 / self.sigma**2)  # a Python float keeps distance's dtype
 
 
 @attrs.frozen
