@@ -20,14 +20,22 @@ def _component_rows() -> list[dict]:
         params = []
         for field in attrs.fields(info.cls):
             default = "required" if field.default is attrs.NOTHING else format_value(field.default)
-            params.append({"name": field.name, "default": default,
-                           "doc": field.metadata.get("doc", "")})
+            params.append(
+                {"name": field.name, "default": default, "doc": field.metadata.get("doc", "")}
+            )
         doc = (info.cls.__doc__ or "").strip().splitlines()
-        rows.append({
-            "name": info.name, "kind": info.kind, "shorthand": info.cls.shorthand,
-            "parameters": params, "summary": doc[0] if doc else "",
-            "plugin": info.plugin, "distribution": info.distribution, "version": info.version,
-        })
+        rows.append(
+            {
+                "name": info.name,
+                "kind": info.kind,
+                "shorthand": info.cls.shorthand,
+                "parameters": params,
+                "summary": doc[0] if doc else "",
+                "plugin": info.plugin,
+                "distribution": info.distribution,
+                "version": info.version,
+            }
+        )
     return rows
 
 
@@ -41,12 +49,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         params = ", ".join(f"{p['name']}={p['default']}" for p in row["parameters"])
-        print(f"{row['kind']:<8} {row['name']:<10} ({params or '-'})  "
-              f"[{row['distribution']} {row['version']}]")
+        print(
+            f"{row['kind']:<8} {row['name']:<10} ({params or '-'})  "
+            f"[{row['distribution']} {row['version']}]"
+        )
         print(f"{'':<19}{row['summary']}")
     for plugin in plugins:
-        print(f"{plugin['status']:<8} {plugin['entry_point']} ({plugin['distribution']} "
-              f"{plugin['version']}): {plugin['error']}")
+        print(
+            f"{plugin['status']:<8} {plugin['entry_point']} ({plugin['distribution']} "
+            f"{plugin['version']}): {plugin['error']}"
+        )
     return 0
 
 

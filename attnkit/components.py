@@ -53,10 +53,13 @@ class Component:
             if cls.shorthand is None:
                 raise fail(
                     f"'{cls.name}' takes no number after its name (got {token.number})",
-                    f"write '{cls.name}'" + (f" with parameters {_signature(cls)}" if fields else ""),
+                    f"write '{cls.name}'"
+                    + (f" with parameters {_signature(cls)}" if fields else ""),
                 )
             if cls.shorthand in kwargs:
-                raise fail(f"'{cls.name}': {cls.shorthand!r} given twice (as the number and by name)")
+                raise fail(
+                    f"'{cls.name}': {cls.shorthand!r} given twice (as the number and by name)"
+                )
             kwargs[cls.shorthand] = token.number
         for key in kwargs:
             if key not in fields:
@@ -68,12 +71,16 @@ class Component:
                 )
         missing = [n for n, f in fields.items() if f.default is attrs.NOTHING and n not in kwargs]
         if missing:
-            example = f"{cls.name}15" if cls.shorthand in missing else f"{cls.name}({missing[0]}=...)"
+            example = (
+                f"{cls.name}15" if cls.shorthand in missing else f"{cls.name}({missing[0]}=...)"
+            )
             raise fail(f"'{cls.name}' needs {', '.join(map(repr, missing))}", f"e.g. '{example}'")
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as error:
-            raise fail(f"bad parameter for '{cls.name}': {error}", f"parameters: {_signature(cls)}") from error
+            raise fail(
+                f"bad parameter for '{cls.name}': {error}", f"parameters: {_signature(cls)}"
+            ) from error
 
     @property
     def token(self) -> Token:
@@ -83,11 +90,18 @@ class Component:
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
             default = field.default
-            if isinstance(default, attrs.Factory):  # pragma: no cover - components use plain defaults
+            if isinstance(
+                default, attrs.Factory
+            ):  # pragma: no cover - components use plain defaults
                 default = attrs.NOTHING
             if default is not attrs.NOTHING and type(value) is type(default) and value == default:
                 continue
-            if field.name == self.shorthand and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            if (
+                field.name == self.shorthand
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+                and value >= 0
+            ):
                 number = value
             else:
                 args.append((field.name, value))
@@ -203,8 +217,8 @@ class Pooling(Component):
         """Choose the queries; the default asks with every query step."""
         raise NotImplementedError
 
-    def pool(self, params: dict[str, Any], context: Any, weights: Any, prepared: Prepared,
-             value: Any) -> tuple[Any, Any]:
+    def pool(
+        self, params: dict[str, Any], context: Any, weights: Any, prepared: Prepared, value: Any
+    ) -> tuple[Any, Any]:
         """Return (output, weights to report) from context (B, Tq', Dv) and weights (B, Tq', Tk)."""
         raise NotImplementedError
-

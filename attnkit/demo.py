@@ -52,7 +52,9 @@ def build(spec: str):
 
 def shade(row: np.ndarray) -> str:
     top = row.max() or 1.0
-    return "".join(SHADES[min(len(SHADES) - 1, int(v / top * (len(SHADES) - 1) + 0.5))] for v in row)
+    return "".join(
+        SHADES[min(len(SHADES) - 1, int(v / top * (len(SHADES) - 1) + 0.5))] for v in row
+    )
 
 
 def main(epochs: int = 8, samples: int = 2000) -> None:
@@ -67,8 +69,10 @@ def main(epochs: int = 8, samples: int = 2000) -> None:
         _, accuracy = model.evaluate(x_test, y_test, verbose=0)
         layer = model.get_layer("attention")
         print(f"\n{spec!r} -> canonical {layer.spec!r}, {len(layer.weights)} weights")
-        print(f"  loss {history.history['loss'][0]:.3f} -> {history.history['loss'][-1]:.3f}, "
-              f"test accuracy {accuracy:.2f}")
+        print(
+            f"  loss {history.history['loss'][0]:.3f} -> {history.history['loss'][-1]:.3f}, "
+            f"test accuracy {accuracy:.2f}"
+        )
         sample = x_test[:1]
         weights = np.asarray(probe.predict(sample, verbose=0))[0]
         print("  tokens  " + " ".join(f"{t:>2}" for t in sample[0]))

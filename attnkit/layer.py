@@ -16,7 +16,8 @@ from attnkit.errors import (
     UnknownComponentError,
 )
 from attnkit.ops import as_bool_mask, masked_softmax, score_dtype
-from attnkit.registry import Resolved, registry
+from attnkit.registry import registry
+from attnkit.resolution import Resolved
 from attnkit.spec import parse
 
 __all__ = ["AttentionLayer"]
@@ -204,7 +205,7 @@ class AttentionLayer(keras.layers.Layer):
         expected = tuple(tensor.shape[:2])
         received = tuple(mask.shape)
         compatible = len(received) == 2 and all(
-            a is None or b is None or a == b for a, b in zip(received, expected)
+            a is None or b is None or a == b for a, b in zip(received, expected, strict=False)
         )
         if len(tensor.shape) < 3 or not compatible:
             raise MaskShapeError(
@@ -266,7 +267,8 @@ class AttentionLayer(keras.layers.Layer):
             dropout=self.dropout,
             seed=self.seed,
             attention_activation=(
-                None if self.attention_activation is None
+                None
+                if self.attention_activation is None
                 else keras.activations.serialize(self.attention_activation)
             ),
             attention_regularizer_weight=self.attention_regularizer_weight,
@@ -297,8 +299,11 @@ def _resolve(spec: Any, plugins: dict[str, str]) -> Resolved:
                 raise MissingPluginError(
                     f"component '{token.name}' comes from the plugin distribution {dist} "
                     f"(saved with version {version or '?'}), which is not installed here",
-                    spec, token.start, token.end,
-                    f"install it: pip install '{dist}>={version}'" if version
+                    spec,
+                    token.start,
+                    token.end,
+                    f"install it: pip install '{dist}>={version}'"
+                    if version
                     else f"install it: pip install '{dist}'",
                 ) from error
         raise

@@ -61,8 +61,11 @@ class Causal(Mask):
 
     name = "causal"
     shorthand = "width"
-    width: int | None = param(None, doc="number of past keys, self included; none = unbounded",
-                              validator=attrs.validators.optional(_width))
+    width: int | None = param(
+        None,
+        doc="number of past keys, self included; none = unbounded",
+        validator=attrs.validators.optional(_width),
+    )
 
     def allowed(self, q_idx, k_idx):
         offset = k_idx - q_idx

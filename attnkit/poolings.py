@@ -31,8 +31,9 @@ def _last_valid(query, query_mask):
 
 def _one_query_prepared(query, key, query_mask, q):
     index, valid = _last_valid(query, query_mask)
-    return Prepared(q, key, ops.expand_dims(index, 1),
-                    None if valid is None else ops.expand_dims(valid, 1))
+    return Prepared(
+        q, key, ops.expand_dims(index, 1), None if valid is None else ops.expand_dims(valid, 1)
+    )
 
 
 def _zero_invalid(output, prepared):
@@ -65,19 +66,24 @@ class Last(Pooling):
 
     name = "last"
     many_to_one = True
-    units: int | None = param(None, doc="size of the tanh(W_c [c; h_t]) output; none = c",
-                              validator=_optional_units)
+    units: int | None = param(
+        None, doc="size of the tanh(W_c [c; h_t]) output; none = c", validator=_optional_units
+    )
 
     def build(self, layer, query_dim, value_dim):
         if self.units is None:
             return {}
-        return {"w_c": layer.add_weight(name="w_c", shape=(value_dim + query_dim, self.units),
-                                        initializer="glorot_uniform")}
+        return {
+            "w_c": layer.add_weight(
+                name="w_c", shape=(value_dim + query_dim, self.units), initializer="glorot_uniform"
+            )
+        }
 
     def prepare(self, params, query, key, query_mask):
         index, _ = _last_valid(query, query_mask)
-        gather = ops.broadcast_to(ops.reshape(index, (-1, 1, 1)),
-                                  (ops.shape(query)[0], 1, ops.shape(query)[2]))
+        gather = ops.broadcast_to(
+            ops.reshape(index, (-1, 1, 1)), (ops.shape(query)[0], 1, ops.shape(query)[2])
+        )
         h_t = ops.take_along_axis(query, gather, axis=1)
         return _one_query_prepared(query, key, query_mask, h_t)
 
@@ -85,8 +91,11 @@ class Last(Pooling):
         output = context[:, 0, :]
         if self.units is not None:
             h_t = ops.cast(prepared.query[:, 0, :], output.dtype)
-            output = ops.tanh(ops.matmul(ops.concatenate([output, h_t], axis=-1),
-                                         ops.cast(params["w_c"], output.dtype)))
+            output = ops.tanh(
+                ops.matmul(
+                    ops.concatenate([output, h_t], axis=-1), ops.cast(params["w_c"], output.dtype)
+                )
+            )
         return _zero_invalid(output, prepared), weights[:, 0, :]
 
 
@@ -101,8 +110,7 @@ class Weighted(Pooling):
     many_to_one = True
 
     def build(self, layer, query_dim, value_dim):
-        return {"query": layer.add_weight(name="query", shape=(query_dim,),
-                                          initializer="uniform")}
+        return {"query": layer.add_weight(name="query", shape=(query_dim,), initializer="uniform")}
 
     def prepare(self, params, query, key, query_mask):
         vector = ops.reshape(params["query"], (1, 1, -1))  # stays in the scoring dtype
@@ -127,8 +135,11 @@ class Gate(Pooling):
     accepts_masks = False
     uses_context = False
     input_ranks = (2, 3)
-    shared: bool = param(False, doc="one distribution over time shared by all features",
-                         validator=attrs.validators.instance_of(bool))
+    shared: bool = param(
+        False,
+        doc="one distribution over time shared by all features",
+        validator=attrs.validators.instance_of(bool),
+    )
 
     def dims(self, query_shape, key_shape):
         if len(query_shape) == 2:

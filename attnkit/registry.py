@@ -22,29 +22,30 @@ import re
 import threading
 import warnings
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 import pluggy
 
 from attnkit import hookspecs
-from attnkit.components import KINDS, Component, Mask, Pooling, Scorer
+from attnkit.components import KINDS, Mask, Pooling, Scorer
 from attnkit.errors import (
     AttnkitPluginWarning,
     PluginConflictError,
     PluginLoadError,
-    SpecSlotError,
     UnknownComponentError,
     did_you_mean,
 )
 from attnkit.spec import Spec, is_name, parse
 
-__all__ = ["ComponentInfo", "PluginInfo", "Registry", "Resolved", "registry"]
+if TYPE_CHECKING:
+    from attnkit.resolution import Resolved
+
+__all__ = ["ComponentInfo", "PluginInfo", "Registry", "registry"]
 
 GROUP = "attnkit"
 OWN_DISTRIBUTION = "attnkit"
 BUILTIN_MODULES = ("attnkit.scorers", "attnkit.masks", "attnkit.poolings")
-DEFAULT_POOLING = "seq"
-IDENTITY_MASK = "full"
 _BASES = {"scorer": Scorer, "mask": Mask, "pooling": Pooling}
 
 
@@ -77,24 +78,6 @@ class PluginInfo:
     components: tuple[str, ...] = ()
 
 
-@attrs.frozen
-class Resolved:
-    """A spec resolved to component instances: one scorer, its masks (ANDed), one pooling.
-
-    ``masks`` is empty for ``full``; it is sorted, so equal specs resolve to equal values.
-    """
-
-    scorer: Scorer
-    masks: tuple[Mask, ...]
-    pooling: Pooling
-    canonical: str = attrs.field(eq=False)
-    #: component name -> "distribution==version", for components that are not built in.
-    plugins: dict[str, str] = attrs.field(eq=False, factory=dict, hash=False)
-
-    def __str__(self) -> str:
-        return self.canonical
-
-
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -124,7 +107,10 @@ def validate_component_class(cls: object) -> str | None:
         )
     fields = {f.name for f in attrs.fields(cls)}
     if cls.shorthand is not None and cls.shorthand not in fields:
-        return f"{cls.__qualname__}.shorthand {cls.shorthand!r} is not one of its fields {sorted(fields)}"
+        return (
+            f"{cls.__qualname__}.shorthand {cls.shorthand!r} is not one of its fields "
+            f"{sorted(fields)}"
+        )
     required = {"scorer": "score", "mask": "allowed", "pooling": "pool"}[kinds[0]]
     if getattr(cls, required) is getattr(_BASES[kinds[0]], required):
         return f"{cls.__qualname__} must implement {required}()"
@@ -190,7 +176,10 @@ class Registry:
                     for module in BUILTIN_MODULES:
                         short = module.rsplit(".", 1)[1]
                         self._load_entry_point(
-                            short, module, OWN_DISTRIBUTION, "source",
+                            short,
+                            module,
+                            OWN_DISTRIBUTION,
+                            "source",
                             lambda m=module: importlib.import_module(m),
                         )
                 for ep, dist, version in others:
@@ -219,7 +208,9 @@ class Registry:
         where = f"entry point '{name} = {value}' of distribution {dist} {version}"
 
         def record(status: str, error: str | None = None, components=()):
-            self._plugins.append(PluginInfo(name, value, dist, version, status, error, tuple(components)))
+            self._plugins.append(
+                PluginInfo(name, value, dist, version, status, error, tuple(components))
+            )
 
         if not own and (not self.autoload or {_normalize(name), _normalize(dist)} & self.blocked):
             record("blocked", "autoload disabled" if not self.autoload else "blocked")
@@ -254,7 +245,12 @@ class Registry:
             classes = [cls for impl in impls for cls in (impl.function() or [])]
         except Exception as error:
             self._unregister(module, plugin_name)
-            self._broken(record, where, f"attnkit_add_components() raised {type(error).__name__}: {error}", error)
+            self._broken(
+                record,
+                where,
+                f"attnkit_add_components() raised {type(error).__name__}: {error}",
+                error,
+            )
             return
         for cls in classes:
             problem = validate_component_class(cls)
@@ -346,8 +342,9 @@ class Registry:
         # pluggy leaves a plugin registered when its validation fails (pluggy#733).
         if self._pm.has_plugin(plugin_name) or self._pm.is_registered(module):
             try:
-                self._pm.unregister(plugin=module if self._pm.is_registered(module) else None,
-                                    name=plugin_name)
+                self._pm.unregister(
+                    plugin=module if self._pm.is_registered(module) else None, name=plugin_name
+                )
             except ValueError:  # pragma: no cover - registered under another name
                 pass
 
@@ -393,10 +390,11 @@ class Registry:
             return self._components[name]
         except KeyError:
             raise UnknownComponentError(
-                f"unknown component {name!r}", hint=self._suggest(name)
+                f"unknown component {name!r}", hint=self.suggest(name)
             ) from None
 
-    def _suggest(self, name: str, kind: str | None = None) -> str:
+    def suggest(self, name: str, kind: str | None = None) -> str:
+        """Did-you-mean lines for an unknown name: close names, broken plugins, valid names."""
         known = list(self._components) + list(self._conflicts)
         close = did_you_mean(name, known)
         lines = []
@@ -424,69 +422,11 @@ class Registry:
         Raises:
             SpecError: any problem, with a caret under the offending token.
         """
+        from attnkit.resolution import fill_slots
+
         parsed = spec if isinstance(spec, Spec) else parse(spec)
-        text = parsed.text or str(parsed)
         self.load()
-        found: dict[str, list[tuple[Component, object]]] = {k: [] for k in KINDS}
-        plugins: dict[str, str] = {}
-        for token in parsed.tokens:
-            try:
-                info = self.get(token.name)
-            except UnknownComponentError:
-                raise UnknownComponentError(
-                    f"unknown component '{token.name}'", text, token.start,
-                    token.start + len(token.name), self._suggest(token.name),
-                ) from None
-            found[info.kind].append((info.cls.from_token(token, text), token))
-            if not info.builtin:
-                plugins[info.name] = f"{info.distribution}=={info.version}"
-
-        def slot_error(reason: str, token, hint: str | None = None):
-            return SpecSlotError(reason, text, token.start, token.end, hint)
-
-        scorers = found["scorer"]
-        if not scorers:
-            raise SpecSlotError(
-                f"spec {text!r} names no scorer", text, 0, len(text),
-                "add one: " + ", ".join(c.name for c in self.components("scorer")),
-            )
-        if len(scorers) > 1:
-            raise slot_error(
-                f"a spec takes one scorer; found '{scorers[0][1].name}' and '{scorers[1][1].name}'",
-                scorers[1][1],
-            )
-        poolings = found["pooling"]
-        if len(poolings) > 1:
-            raise slot_error(
-                f"a spec takes at most one pooling; found '{poolings[0][1].name}' and "
-                f"'{poolings[1][1].name}'",
-                poolings[1][1],
-            )
-        masks = found["mask"]
-        seen: dict[str, object] = {}
-        for mask, token in masks:
-            if mask.name in seen:
-                raise slot_error(f"mask '{mask.name}' appears twice", token)
-            seen[mask.name] = token
-        if IDENTITY_MASK in seen and len(masks) > 1:
-            other = next(t for m, t in masks if m.name != IDENTITY_MASK)
-            raise slot_error(
-                f"'{IDENTITY_MASK}' allows every key, so it cannot be combined with "
-                f"'{other.name}'", seen[IDENTITY_MASK],
-                f"drop '{IDENTITY_MASK}' (no mask means full attention)",
-            )
-        mask_list = sorted((m for m, _ in masks if m.name != IDENTITY_MASK), key=str)
-        pooling = poolings[0][0] if poolings else self.get(DEFAULT_POOLING).cls()
-        if mask_list and not pooling.accepts_masks:
-            raise slot_error(
-                f"pooling '{pooling.name}' takes no masks; found '{mask_list[0].name}'",
-                poolings[0][1],
-            )
-        scorer = scorers[0][0]
-        parts = [str(scorer)] + [str(m) for m in mask_list]
-        if pooling != self.get(DEFAULT_POOLING).cls():
-            parts.append(str(pooling))
-        return Resolved(scorer, tuple(mask_list), pooling, "+".join(parts), plugins)
+        return fill_slots(self, parsed)
 
 
 _default: Registry | None = None

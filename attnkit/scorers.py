@@ -73,8 +73,12 @@ class Dot(Scorer):
     """
 
     name = "dot"
-    scale: Any = param(None, doc="none | sqrt | learned | a positive number",
-                       converter=_to_float, validator=_check_scale)
+    scale: Any = param(
+        None,
+        doc="none | sqrt | learned | a positive number",
+        converter=_to_float,
+        validator=_check_scale,
+    )
 
     def build(self, layer, query_dim, key_dim):
         if query_dim != key_dim:
@@ -109,8 +113,9 @@ class General(Scorer):
     use_bias: bool = param(False, doc="add a learned scalar b", validator=_is_bool)
 
     def build(self, layer, query_dim, key_dim):
-        params = {"w": layer.add_weight(name="w", shape=(query_dim, key_dim),
-                                        initializer="glorot_normal")}
+        params = {
+            "w": layer.add_weight(name="w", shape=(query_dim, key_dim), initializer="glorot_normal")
+        }
         if self.use_bias:
             params["b"] = layer.add_weight(name="b", shape=(1,), initializer="zeros")
         return params
@@ -131,20 +136,24 @@ class Additive(Scorer):
     name = "additive"
     units: int = param(32, doc="hidden size of the tanh layer", validator=_positive_int)
     use_additive_bias: bool = param(True, doc="b_h inside the tanh", validator=_is_bool)
-    use_attention_bias: bool = param(True, doc="scalar b_a added to every score",
-                                     validator=_is_bool)
+    use_attention_bias: bool = param(
+        True, doc="scalar b_a added to every score", validator=_is_bool
+    )
 
     def build(self, layer, query_dim, key_dim):
         params = {
-            "w_q": layer.add_weight(name="w_q", shape=(query_dim, self.units),
-                                    initializer="glorot_normal"),
-            "w_k": layer.add_weight(name="w_k", shape=(key_dim, self.units),
-                                    initializer="glorot_normal"),
+            "w_q": layer.add_weight(
+                name="w_q", shape=(query_dim, self.units), initializer="glorot_normal"
+            ),
+            "w_k": layer.add_weight(
+                name="w_k", shape=(key_dim, self.units), initializer="glorot_normal"
+            ),
         }
         if self.use_additive_bias:
             params["b_h"] = layer.add_weight(name="b_h", shape=(self.units,), initializer="zeros")
-        params["w_a"] = layer.add_weight(name="w_a", shape=(self.units, 1),
-                                         initializer="glorot_normal")
+        params["w_a"] = layer.add_weight(
+            name="w_a", shape=(self.units, 1), initializer="glorot_normal"
+        )
         if self.use_attention_bias:
             params["b_a"] = layer.add_weight(name="b_a", shape=(1,), initializer="zeros")
         return params
@@ -166,16 +175,19 @@ class Bahdanau(Scorer):
     """
 
     name = "bahdanau"
-    units: int | None = param(None, doc="hidden size (default: the query size)",
-                              validator=_optional_positive_int)
+    units: int | None = param(
+        None, doc="hidden size (default: the query size)", validator=_optional_positive_int
+    )
 
     def build(self, layer, query_dim, key_dim):
         units = self.units or query_dim
         return {
-            "w_1": layer.add_weight(name="w_1", shape=(query_dim, units),
-                                    initializer="glorot_uniform"),
-            "w_2": layer.add_weight(name="w_2", shape=(key_dim, units),
-                                    initializer="glorot_uniform"),
+            "w_1": layer.add_weight(
+                name="w_1", shape=(query_dim, units), initializer="glorot_uniform"
+            ),
+            "w_2": layer.add_weight(
+                name="w_2", shape=(key_dim, units), initializer="glorot_uniform"
+            ),
             "v": layer.add_weight(name="v", shape=(units, 1), initializer="glorot_uniform"),
         }
 
@@ -195,9 +207,12 @@ class Gaussian(Scorer):
     """
 
     name = "gaussian"
-    sigma: float | None = param(None, doc="kernel width; none = learned",
-                                converter=_to_float,
-                                validator=attrs.validators.optional(_positive_float))
+    sigma: float | None = param(
+        None,
+        doc="kernel width; none = learned",
+        converter=_to_float,
+        validator=attrs.validators.optional(_positive_float),
+    )
 
     def build(self, layer, query_dim, key_dim):
         if query_dim != key_dim:
@@ -207,8 +222,7 @@ class Gaussian(Scorer):
             )
         if self.sigma is None:
             rho = math.log(math.expm1(1.0))  # softplus(rho) == 1
-            return {"rho": layer.add_weight(name="rho", shape=(),
-                                            initializer=_constant(rho))}
+            return {"rho": layer.add_weight(name="rho", shape=(), initializer=_constant(rho))}
         return {}
 
     def score(self, params, query, key):
@@ -236,8 +250,11 @@ class Dense(Scorer):
     use_bias: bool = param(True, doc="bias b", validator=_is_bool)
 
     def build(self, layer, query_dim, key_dim):
-        params = {"w": layer.add_weight(name="w", shape=(query_dim, query_dim),
-                                        initializer="glorot_uniform")}
+        params = {
+            "w": layer.add_weight(
+                name="w", shape=(query_dim, query_dim), initializer="glorot_uniform"
+            )
+        }
         if self.use_bias:
             params["b"] = layer.add_weight(name="b", shape=(query_dim,), initializer="zeros")
         return params

@@ -9,7 +9,8 @@ Grammar (whitespace is allowed around ``+ ( ) , =`` and at both ends, nowhere el
     arg    := NAME '=' value
     value  := int | float | 'true' | 'false' | 'none' | NAME | quoted string
 
-Examples: ``additive+local15+seq``, ``dot(scale=sqrt)+causal``, ``bahdanau(units=64)+last(units=128)``.
+Examples: ``additive+local15+seq``, ``dot(scale=sqrt)+causal``,
+``bahdanau(units=64)+last(units=128)``.
 
 The tokenizer is a single left-to-right scan (linear time, no backtracking regex, no recursion),
 never calls ``eval``/``import``, and caps the input at :data:`MAX_SPEC_LENGTH` characters. Every
@@ -31,7 +32,7 @@ MAX_SPEC_LENGTH = 256
 MAX_NUMBER = 2**31 - 1
 KEYWORDS = {"true": True, "false": False, "none": None}
 
-Value = Union[int, float, bool, str, None]
+Value = Union[int, float, bool, str, None]  # noqa: UP007 - a runtime alias, Python 3.9 syntax
 
 _LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 _DIGITS = frozenset("0123456789")
@@ -166,7 +167,9 @@ class _Parser:
                 hint = None
                 if char in _DIGITS and tokens[-1].args == ():
                     hint = "a number belongs right after the name, without spaces: 'local15'"
-                self.fail(f"expected '+' or the end of the spec, found {self.describe()}", hint=hint)
+                self.fail(
+                    f"expected '+' or the end of the spec, found {self.describe()}", hint=hint
+                )
             self.pos += 1
             self.skip_space()
             tokens.append(self.token())
@@ -247,7 +250,9 @@ class _Parser:
             if char == ")":
                 self.pos += 1
                 return args
-            self.fail(f"expected ',' or ')' in the arguments of '{component}', found {self.describe()}")
+            self.fail(
+                f"expected ',' or ')' in the arguments of '{component}', found {self.describe()}"
+            )
 
     def value(self) -> Value:
         start = self.pos

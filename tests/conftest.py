@@ -12,7 +12,10 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 # CI is derandomised so a red run can be reproduced; locally, search longer.
 settings.register_profile(
-    "ci", derandomize=True, max_examples=200, deadline=None,
+    "ci",
+    derandomize=True,
+    max_examples=200,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("dev", max_examples=1000, deadline=None)
@@ -33,8 +36,10 @@ def assert_close(actual, expected, dtype: str = "float32", scale: float = 1.0) -
     """Compare with the tolerance of ``dtype`` (times ``scale``)."""
     rtol, atol = TOLERANCES[dtype]
     np.testing.assert_allclose(
-        np.asarray(actual, dtype="float64"), np.asarray(expected, dtype="float64"),
-        rtol=rtol * scale, atol=atol * scale,
+        np.asarray(actual, dtype="float64"),
+        np.asarray(expected, dtype="float64"),
+        rtol=rtol * scale,
+        atol=atol * scale,
     )
 
 

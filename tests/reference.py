@@ -316,7 +316,10 @@ def scores_for(scorer, params: dict, q, k):
         return general(q, k, p["scorer_w"], p.get("scorer_b") if scorer.use_bias else None)
     if name == "additive":
         return additive(
-            q, k, p["scorer_w_q"], p["scorer_w_k"],
+            q,
+            k,
+            p["scorer_w_q"],
+            p["scorer_w_k"],
             p["scorer_b_h"] if scorer.use_additive_bias else None,
             p["scorer_w_a"],
             p["scorer_b_a"] if scorer.use_attention_bias else None,
@@ -361,9 +364,12 @@ def layer_reference(layer, inputs, mask=None, *, return_allowed: bool = False):
     if pooling.name == "gate":
         if resolved.scorer.name != "dense" or mask is not None or resolved.masks:
             raise NotImplementedError("the gate reference covers dense+gate without masks")
-        out, report = gate(query, params["scorer_w"],
-                           params.get("scorer_b") if resolved.scorer.use_bias else None,
-                           pooling.shared)
+        out, report = gate(
+            query,
+            params["scorer_w"],
+            params.get("scorer_b") if resolved.scorer.use_bias else None,
+            pooling.shared,
+        )
         return (out, report, None) if return_allowed else (out, report)
 
     batch, tq = query.shape[:2]

@@ -9,8 +9,21 @@ import pytest
 import attnkit
 from attnkit import cli, demo
 
-BUILTINS = {"dot", "general", "additive", "bahdanau", "gaussian", "dense",
-            "full", "local", "causal", "seq", "last", "weighted", "gate"}
+BUILTINS = {
+    "dot",
+    "general",
+    "additive",
+    "bahdanau",
+    "gaussian",
+    "dense",
+    "full",
+    "local",
+    "causal",
+    "seq",
+    "last",
+    "weighted",
+    "gate",
+}
 
 
 def test_list_json_shows_every_builtin_with_origin(capsys):
@@ -20,7 +33,10 @@ def test_list_json_shows_every_builtin_with_origin(capsys):
     assert BUILTINS <= set(rows)
     assert rows["local"]["kind"] == "mask" and rows["local"]["shorthand"] == "width"
     assert rows["additive"]["parameters"][0] == {
-        "name": "units", "default": "32", "doc": "hidden size of the tanh layer"}
+        "name": "units",
+        "default": "32",
+        "doc": "hidden size of the tanh layer",
+    }
     assert all(rows[name]["distribution"] == "attnkit" for name in BUILTINS)
 
 

@@ -77,7 +77,10 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -91,7 +94,11 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
 @pytest.mark.parametrize("spec", BUILTIN_SPECS + GATE_SPECS)
 def test_config_round_trip(spec):
     layer = attnkit.AttentionLayer(
-        spec, return_attention=True, dropout=0.25, seed=3, attention_activation="sigmoid",
+        spec,
+        return_attention=True,
+        dropout=0.25,
+        seed=3,
+        attention_activation="sigmoid",
         attention_regularizer_weight=0.5,
     )
     config = layer.get_config()
@@ -131,8 +138,17 @@ def test_weights_only_created_in_build(spec):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16", "float16"])
-@pytest.mark.parametrize("spec", ["dot", "general+causal", "additive+local3", "gaussian",
-                                  "bahdanau+last(units=3)", "dot+weighted"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dot",
+        "general+causal",
+        "additive+local3",
+        "gaussian",
+        "bahdanau+last(units=3)",
+        "dot+weighted",
+    ],
+)
 def test_fully_masked_rows_are_zero_under_16_bit_policies(policy, spec):
     keras.config.set_dtype_policy(policy)
     layer = attnkit.AttentionLayer(spec, return_attention=True)
@@ -154,13 +170,15 @@ def test_dropout_is_seeded_training_only_and_validated():
     x = np.random.RandomState(0).randn(2, 6, 4).astype("float32")
     a = attnkit.AttentionLayer("dot", dropout=0.5, seed=11, return_attention=True)
     b = attnkit.AttentionLayer("dot", dropout=0.5, seed=11, return_attention=True)
-    (out_a, w_a), (out_b, w_b) = a(x, training=True), b(x, training=True)
+    (_out_a, w_a), (_out_b, w_b) = a(x, training=True), b(x, training=True)
     np.testing.assert_array_equal(ops.convert_to_numpy(w_a), ops.convert_to_numpy(w_b))
     assert (ops.convert_to_numpy(w_a) == 0).any()
     plain = attnkit.AttentionLayer("dot", return_attention=True)
     np.testing.assert_allclose(
-        ops.convert_to_numpy(a(x, training=False)[0]), ops.convert_to_numpy(plain(x)[0]),
-        rtol=1e-6, atol=1e-6,
+        ops.convert_to_numpy(a(x, training=False)[0]),
+        ops.convert_to_numpy(plain(x)[0]),
+        rtol=1e-6,
+        atol=1e-6,
     )
     with pytest.raises(ValueError, match="dropout"):
         attnkit.AttentionLayer("dot", dropout=1.0)
@@ -172,8 +190,9 @@ def test_regularizer_excludes_padded_rows():
     x = rng.randn(3, 6, 4).astype("float32")
     mask = np.ones((3, 6), bool)
     mask[0, 4:] = False
-    layer = attnkit.AttentionLayer("additive+local3", return_attention=True,
-                                   attention_regularizer_weight=0.3)
+    layer = attnkit.AttentionLayer(
+        "additive+local3", return_attention=True, attention_regularizer_weight=0.3
+    )
     _, weights = layer(x, mask=mask)
     a = ops.convert_to_numpy(weights).astype("float64")
     gram = a @ a.transpose(0, 2, 1) - np.eye(6)
@@ -257,7 +276,9 @@ class TestBadInput:
         x = np.random.RandomState(3).randn(2, 5, 4).astype("float32")
         mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
         layer = attnkit.AttentionLayer("additive")
-        outs = [ops.convert_to_numpy(layer(x, mask=m)) for m in
-                (mask.astype(bool), mask.astype("int32"), mask.astype("float32"))]
+        outs = [
+            ops.convert_to_numpy(layer(x, mask=m))
+            for m in (mask.astype(bool), mask.astype("int32"), mask.astype("float32"))
+        ]
         np.testing.assert_array_equal(outs[0], outs[1])
         np.testing.assert_array_equal(outs[0], outs[2])

@@ -109,9 +109,11 @@ def _layer_inputs(grid):
     tq, tk = grid
     if tq == tk:
         return rng.uniform(-1, 1, (3, tq, 5)).astype("float32")
-    return [rng.uniform(-1, 1, (3, tq, 5)).astype("float32"),
-            rng.uniform(-1, 1, (3, tk, 3)).astype("float32"),
-            rng.uniform(-1, 1, (3, tk, 5)).astype("float32")]
+    return [
+        rng.uniform(-1, 1, (3, tq, 5)).astype("float32"),
+        rng.uniform(-1, 1, (3, tk, 3)).astype("float32"),
+        rng.uniform(-1, 1, (3, tk, 5)).astype("float32"),
+    ]
 
 
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
@@ -131,9 +133,7 @@ def test_layer_weights_follow_the_mask(mask_spec, scorer, grid):
 
 # -- (d) declared reach never allows less than allowed() -----------------------------------------
 REACH_MASKS = (
-    [Full(), Causal()]
-    + [Local(w) for w in range(1, 17)]
-    + [Causal(w) for w in range(1, 12)]
+    [Full(), Causal()] + [Local(w) for w in range(1, 17)] + [Causal(w) for w in range(1, 12)]
 )
 
 
@@ -144,7 +144,7 @@ def test_reach_covers_allowed(mask):
     assert ahead is None or (isinstance(ahead, int) and ahead >= 0)
     for tq, tk in [(20, 20), (12, 20), (20, 9)]:
         allowed = allowed_from_components([mask], tq, tk)
-        for i, j in zip(*np.nonzero(allowed)):
+        for i, j in zip(*np.nonzero(allowed), strict=False):
             offset = int(j) - int(i)
             assert back is None or offset >= -back, f"({i},{j}) allowed beyond reach back={back}"
             assert ahead is None or offset <= ahead, f"({i},{j}) allowed beyond reach ahead={ahead}"

@@ -153,8 +153,10 @@ def test_dot_with_padding_masks_matches_keras_attention(causal):
     v_mask = _lengths_mask([TV, 6, 2], TV)  # key 0 always valid, so causal rows keep one key
     assert (~q_mask).any() and (~v_mask).any()
     out_k, w_k = keras.layers.Attention()(
-        [q, v], mask=[ops.convert_to_tensor(q_mask), ops.convert_to_tensor(v_mask)],
-        return_attention_scores=True, use_causal_mask=causal,
+        [q, v],
+        mask=[ops.convert_to_tensor(q_mask), ops.convert_to_tensor(v_mask)],
+        return_attention_scores=True,
+        use_causal_mask=causal,
     )
     spec = "dot+causal" if causal else "dot"
     out_a, w_a = AttentionLayer(spec, return_attention=True)(
@@ -172,38 +174,102 @@ def test_dot_with_padding_masks_matches_keras_attention(causal):
 
 
 # == 2. keras-self-attention SeqSelfAttention ===================================================
-_ADDITIVE_MAP = {"Wt": "scorer_w_q", "Wx": "scorer_w_k", "bh": "scorer_b_h",
-                 "Wa": "scorer_w_a", "ba": "scorer_b_a"}
+_ADDITIVE_MAP = {
+    "Wt": "scorer_w_q",
+    "Wx": "scorer_w_k",
+    "bh": "scorer_b_h",
+    "Wa": "scorer_w_a",
+    "ba": "scorer_b_a",
+}
 _GENERAL_MAP = {"Wa": "scorer_w"}
 _GENERAL_BIAS_MAP = {"Wa": "scorer_w", "ba": "scorer_b"}
 
 # (id, SeqSelfAttention kwargs, attnkit spec, steps, transplant map, mask band for the check)
 _SSA_CASES = [
     ("additive", {}, "additive(units=8)", T, _ADDITIVE_MAP, ("full", None)),
-    ("additive_local15", {"attention_width": 15}, "additive(units=8)+local15", T_WIDE,
-     _ADDITIVE_MAP, ("local", 15)),
-    ("additive_local4_even", {"attention_width": 4}, "additive(units=8)+local4", T,
-     _ADDITIVE_MAP, ("local", 4)),
-    ("additive_causal15", {"history_only": True, "attention_width": 15},
-     "additive(units=8)+causal15", T_WIDE, _ADDITIVE_MAP, ("causal", 15)),
-    ("additive_causal", {"history_only": True}, "additive(units=8)+causal", T_WIDE,
-     _ADDITIVE_MAP, ("causal", None)),
+    (
+        "additive_local15",
+        {"attention_width": 15},
+        "additive(units=8)+local15",
+        T_WIDE,
+        _ADDITIVE_MAP,
+        ("local", 15),
+    ),
+    (
+        "additive_local4_even",
+        {"attention_width": 4},
+        "additive(units=8)+local4",
+        T,
+        _ADDITIVE_MAP,
+        ("local", 4),
+    ),
+    (
+        "additive_causal15",
+        {"history_only": True, "attention_width": 15},
+        "additive(units=8)+causal15",
+        T_WIDE,
+        _ADDITIVE_MAP,
+        ("causal", 15),
+    ),
+    (
+        "additive_causal",
+        {"history_only": True},
+        "additive(units=8)+causal",
+        T_WIDE,
+        _ADDITIVE_MAP,
+        ("causal", None),
+    ),
     # Multiplicative without its bias is exactly 'general'.
-    ("mul_no_bias", {"attention_type": "multiplicative", "use_attention_bias": False},
-     "general", T, _GENERAL_MAP, ("full", None)),
+    (
+        "mul_no_bias",
+        {"attention_type": "multiplicative", "use_attention_bias": False},
+        "general",
+        T,
+        _GENERAL_MAP,
+        ("full", None),
+    ),
     # With a (random, nonzero) b_a it is still 'general': a constant shift cancels in the softmax.
-    ("mul_bias_cancels", {"attention_type": "multiplicative"}, "general", T, _GENERAL_MAP,
-     ("full", None)),
-    ("mul_bias", {"attention_type": "multiplicative"}, "general(use_bias=true)", T,
-     _GENERAL_BIAS_MAP, ("full", None)),
+    (
+        "mul_bias_cancels",
+        {"attention_type": "multiplicative"},
+        "general",
+        T,
+        _GENERAL_MAP,
+        ("full", None),
+    ),
+    (
+        "mul_bias",
+        {"attention_type": "multiplicative"},
+        "general(use_bias=true)",
+        T,
+        _GENERAL_BIAS_MAP,
+        ("full", None),
+    ),
     # Under a sigmoid the biases no longer cancel: b_a and b_h are both exercised.
-    ("additive_sigmoid", {"attention_activation": "sigmoid"}, "additive(units=8)", T,
-     _ADDITIVE_MAP, ("full", None)),
-    ("additive_sigmoid_causal15",
-     {"attention_activation": "sigmoid", "history_only": True, "attention_width": 15},
-     "additive(units=8)+causal15", T_WIDE, _ADDITIVE_MAP, ("causal", 15)),
-    ("mul_bias_sigmoid", {"attention_type": "multiplicative", "attention_activation": "sigmoid"},
-     "general(use_bias=true)", T, _GENERAL_BIAS_MAP, ("full", None)),
+    (
+        "additive_sigmoid",
+        {"attention_activation": "sigmoid"},
+        "additive(units=8)",
+        T,
+        _ADDITIVE_MAP,
+        ("full", None),
+    ),
+    (
+        "additive_sigmoid_causal15",
+        {"attention_activation": "sigmoid", "history_only": True, "attention_width": 15},
+        "additive(units=8)+causal15",
+        T_WIDE,
+        _ADDITIVE_MAP,
+        ("causal", 15),
+    ),
+    (
+        "mul_bias_sigmoid",
+        {"attention_type": "multiplicative", "attention_activation": "sigmoid"},
+        "general(use_bias=true)",
+        T,
+        _GENERAL_BIAS_MAP,
+        ("full", None),
+    ),
 ]
 
 
@@ -211,13 +277,13 @@ def _transplanted_pair(ksa_kwargs, spec, steps, mapping, salt, **layer_kwargs):
     """(x, peer, attnkit layer) with the peer's random weights copied into attnkit's."""
     rng = _rng(salt)
     x = _normal(rng, B, steps, D)
-    peer = SeqSelfAttention(units=UNITS, return_attention=True, **ksa_kwargs,
-                            **layer_kwargs)
+    peer = SeqSelfAttention(units=UNITS, return_attention=True, **ksa_kwargs, **layer_kwargs)
     peer(x)
     _randomize(peer, rng)
     activation = ksa_kwargs.get("attention_activation")
-    layer = AttentionLayer(spec, return_attention=True, attention_activation=activation,
-                           **layer_kwargs)
+    layer = AttentionLayer(
+        spec, return_attention=True, attention_activation=activation, **layer_kwargs
+    )
     layer(x)
     mine = _ak_weights(layer)
     assert set(mapping.values()) == set(mine), (spec, sorted(mine))
@@ -231,7 +297,8 @@ def _transplanted_pair(ksa_kwargs, spec, steps, mapping, salt, **layer_kwargs):
 
 @pytest.mark.parametrize(
     "ksa_kwargs, spec, steps, mapping, band",
-    [c[1:] for c in _SSA_CASES], ids=[c[0] for c in _SSA_CASES],
+    [c[1:] for c in _SSA_CASES],
+    ids=[c[0] for c in _SSA_CASES],
 )
 def test_seq_self_attention_matches(ksa_kwargs, spec, steps, mapping, band):
     x, peer, layer = _transplanted_pair(ksa_kwargs, spec, steps, mapping, salt=3)
@@ -269,15 +336,22 @@ def test_seq_self_attention_biases_are_exercised():
 
 @pytest.mark.parametrize(
     "ksa_kwargs, spec, mapping",
-    [({}, "additive(units=8)", _ADDITIVE_MAP),
-     ({"history_only": True, "attention_width": 15}, "additive(units=8)+causal15", _ADDITIVE_MAP),
-     ({"attention_type": "multiplicative"}, "general(use_bias=true)", _GENERAL_BIAS_MAP)],
+    [
+        ({}, "additive(units=8)", _ADDITIVE_MAP),
+        (
+            {"history_only": True, "attention_width": 15},
+            "additive(units=8)+causal15",
+            _ADDITIVE_MAP,
+        ),
+        ({"attention_type": "multiplicative"}, "general(use_bias=true)", _GENERAL_BIAS_MAP),
+    ],
     ids=["additive", "additive_causal15", "mul_bias"],
 )
 def test_seq_self_attention_regularizer_loss_matches(ksa_kwargs, spec, mapping):
     steps = T_WIDE if "causal15" in spec else T
-    x, peer, layer = _transplanted_pair(ksa_kwargs, spec, steps, mapping, salt=5,
-                                        attention_regularizer_weight=0.1)
+    x, peer, layer = _transplanted_pair(
+        ksa_kwargs, spec, steps, mapping, salt=5, attention_regularizer_weight=0.1
+    )
     out_k, w_k = peer(x)
     out_a, w_a = layer(x)
     assert_close(out_a, out_k, "float32")
@@ -308,8 +382,9 @@ def _weighted_pair(salt):
 
 def _assert_close_eps(actual, expected):
     # SeqWeightedAttention divides by (sum + K.epsilon()): a relative shift of ~1e-7.
-    np.testing.assert_allclose(_np(actual).astype("float64"), _np(expected).astype("float64"),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _np(actual).astype("float64"), _np(expected).astype("float64"), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_seq_weighted_attention_matches_dot_weighted():
@@ -370,9 +445,11 @@ def test_scaled_dot_product_attention_key_mask_matches_on_valid_rows():
     x = _normal(_rng(11), B, T, D)
     mask = _lengths_mask([T, 5, 3], T)
     out_k, w_k = ScaledDotProductAttention(return_attention=True)(
-        x, mask=ops.convert_to_tensor(mask))
+        x, mask=ops.convert_to_tensor(mask)
+    )
     out_a, w_a = AttentionLayer("dot(scale=sqrt)", return_attention=True)(
-        x, mask=ops.convert_to_tensor(mask))
+        x, mask=ops.convert_to_tensor(mask)
+    )
     out_a, w_a, out_k, w_k = map(_np, (out_a, w_a, out_k, w_k))
     # The peer masks keys only (its padded query rows still attend); attnkit also zeroes them.
     assert_close(out_a[mask], out_k[mask], "float32")
@@ -408,7 +485,7 @@ def test_seq_self_attention_mask_bug_and_attnkit_fix():
         assert_close(w_a[b, :length].sum(axis=-1), np.ones(length), "float32")
         assert np.all(w_a[b, length:] == 0.0) and np.all(out_a[b, length:] == 0.0)
         # attnkit on the padded sequence == the peer on the unpadded (truncated) sequence.
-        out_t, w_t = map(_np, peer(x[b:b + 1, :length]))
+        out_t, w_t = map(_np, peer(x[b : b + 1, :length]))
         assert_close(out_a[b, :length], out_t[0], "float32")
         assert_close(w_a[b, :length, :length], w_t[0], "float32")
 
@@ -446,12 +523,15 @@ class _AttentionPackageKeras(keras.layers.Layer):
 
     def build(self, input_shape):
         d = int(input_shape[-1])
-        shapes = {"luong": {"luong_w": (d, d)},
-                  "bahdanau": {"bahdanau_w1": (d, d), "bahdanau_w2": (d, d),
-                               "bahdanau_v": (d, 1)}}[self.score]
+        shapes = {
+            "luong": {"luong_w": (d, d)},
+            "bahdanau": {"bahdanau_w1": (d, d), "bahdanau_w2": (d, d), "bahdanau_v": (d, 1)},
+        }[self.score]
         shapes["attention_vector"] = (2 * d, self.units)
-        self.w = {n: self.add_weight(name=n, shape=s, initializer="glorot_uniform")
-                  for n, s in shapes.items()}
+        self.w = {
+            n: self.add_weight(name=n, shape=s, initializer="glorot_uniform")
+            for n, s in shapes.items()
+        }
 
     def call(self, h_s):
         h_t = h_s[:, -1, :]
@@ -461,8 +541,9 @@ class _AttentionPackageKeras(keras.layers.Layer):
         else:
             steps = ops.shape(h_s)[1]
             repeated = ops.repeat(ops.expand_dims(h_t, 1), steps, axis=1)  # RepeatVector(T)
-            hidden = ops.tanh(ops.matmul(repeated, self.w["bahdanau_w1"])
-                              + ops.matmul(h_s, self.w["bahdanau_w2"]))
+            hidden = ops.tanh(
+                ops.matmul(repeated, self.w["bahdanau_w1"]) + ops.matmul(h_s, self.w["bahdanau_w2"])
+            )
             scores = ops.squeeze(ops.matmul(hidden, self.w["bahdanau_v"]), -1)
         alpha = ops.softmax(scores, axis=-1)
         context = ops.squeeze(ops.matmul(ops.expand_dims(alpha, 1), h_s), 1)
@@ -475,9 +556,11 @@ def _package_weights(score, rng):
     if score == "luong":
         w["luong_w"] = _normal(rng, D, D, scale=0.5)
     else:
-        w.update(bahdanau_w1=_normal(rng, D, D, scale=0.5),
-                 bahdanau_w2=_normal(rng, D, D, scale=0.5),
-                 bahdanau_v=_normal(rng, D, 1, scale=0.5))
+        w.update(
+            bahdanau_w1=_normal(rng, D, D, scale=0.5),
+            bahdanau_w2=_normal(rng, D, D, scale=0.5),
+            bahdanau_v=_normal(rng, D, 1, scale=0.5),
+        )
     return w
 
 
@@ -498,19 +581,32 @@ def test_attention_package_numpy_transcription_matches_keras_transcription(score
     assert_close(alpha_k, alpha_n, "float32")
     # The two scores are really different formulas (guards against a copy-paste transcription).
     other = "bahdanau" if score == "luong" else "luong"
-    out_o, _ = _attention_package_numpy(h_s, {**weights, **_package_weights(other, _rng(14))},
-                                        other)
+    out_o, _ = _attention_package_numpy(
+        h_s, {**weights, **_package_weights(other, _rng(14))}, other
+    )
     assert not np.allclose(out_o, out_n, atol=1e-3)
 
 
 @pytest.mark.parametrize(
     "score, spec, mapping",
-    [("bahdanau", f"bahdanau+last(units={U})",
-      {"bahdanau_w1": ("scorer_w_1", False), "bahdanau_w2": ("scorer_w_2", False),
-       "bahdanau_v": ("scorer_v", False), "attention_vector": ("pooling_w_c", False)}),
-     ("luong", f"general+last(units={U})",
-      # attnkit's general is q^T W k; the package computes h_t . (h_s W) = h_t^T W^T h_s.
-      {"luong_w": ("scorer_w", True), "attention_vector": ("pooling_w_c", False)})],
+    [
+        (
+            "bahdanau",
+            f"bahdanau+last(units={U})",
+            {
+                "bahdanau_w1": ("scorer_w_1", False),
+                "bahdanau_w2": ("scorer_w_2", False),
+                "bahdanau_v": ("scorer_v", False),
+                "attention_vector": ("pooling_w_c", False),
+            },
+        ),
+        (
+            "luong",
+            f"general+last(units={U})",
+            # attnkit's general is q^T W k; the package computes h_t . (h_s W) = h_t^T W^T h_s.
+            {"luong_w": ("scorer_w", True), "attention_vector": ("pooling_w_c", False)},
+        ),
+    ],
     ids=["bahdanau", "luong"],
 )
 def test_last_pooling_matches_attention_package(score, spec, mapping):
@@ -548,4 +644,3 @@ def test_last_pooling_without_units_is_the_context_vector():
     context = np.einsum("bt,btd->bd", alpha_n, h_s.astype("float64"))
     assert_close(alpha_a, alpha_n, "float32")
     assert_close(out_a, context, "float32")
-

@@ -85,7 +85,9 @@ CROSS_PADDINGS = {
     "q[4,4,2]v[5,0,6]": [lengths_mask([4, 4, 2], TQ), lengths_mask([5, 0, 6], TK)],
     # separate value and key masks: the keys seen are their AND
     "q[4,1,3]v[6,5,2]k[3,6,6]": [
-        lengths_mask([4, 1, 3], TQ), lengths_mask([6, 5, 2], TK), lengths_mask([3, 6, 6], TK)
+        lengths_mask([4, 1, 3], TQ),
+        lengths_mask([6, 5, 2], TK),
+        lengths_mask([3, 6, 6], TK),
     ],
 }
 
@@ -139,8 +141,12 @@ def check_against_reference(layer, inputs, mask, dtype="float32", scale=1.0):
     assert_close(weights, ref_weights, dtype, scale)
     visible = allowed.any(axis=-1)
     # rows that see a key sum to one; masked entries are exactly zero
-    np.testing.assert_allclose(weights.sum(-1)[visible], 1.0, rtol=0, atol=1e-6 if dtype in (
-        "float32", "float64") else TOLERANCES[dtype][1])
+    np.testing.assert_allclose(
+        weights.sum(-1)[visible],
+        1.0,
+        rtol=0,
+        atol=1e-6 if dtype in ("float32", "float64") else TOLERANCES[dtype][1],
+    )
     assert (weights[~allowed] == 0).all(), "a masked entry got a non-zero weight"
     # rows (seq) or samples (many-to-one) that see nothing output exactly zero
     assert (out[~visible] == 0).all(), "a row with no visible key has a non-zero output"
@@ -168,8 +174,9 @@ def test_matches_reference_float32(scorer, pooling, mode):
         spec = spec_of(scorer, mask_name, pooling)
         layer = make_layer(spec, inputs)
         for pad_name, mask in paddings_for(mode).items():
-            collect(failures, f"{spec} {mode} {pad_name}", check_against_reference,
-                    layer, inputs, mask)
+            collect(
+                failures, f"{spec} {mode} {pad_name}", check_against_reference, layer, inputs, mask
+            )
     assert not failures, "\n".join(failures)
 
 
@@ -186,8 +193,9 @@ def test_dense_gate_2d(spec):
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("spec", ["dense+gate", "dense+gate(shared=true)",
-                                  "dense(use_bias=false)+gate(shared=true)"])
+@pytest.mark.parametrize(
+    "spec", ["dense+gate", "dense+gate(shared=true)", "dense(use_bias=false)+gate(shared=true)"]
+)
 def test_dense_gate_3d(spec):
     """3-D input (B, T, D): per feature a softmax over time (or their mean if shared)."""
     x = self_inputs(4) * 2
@@ -220,8 +228,16 @@ def test_float64_policy_matches_reference(scorer):
                 for pad_name, mask in list(paddings_for(mode).items())[:3]:
                     out, _ = layer(inputs, mask=mask)
                     assert keras.backend.standardize_dtype(out.dtype) == "float64"
-                    collect(failures, f"{spec} {mode} {pad_name}", check_against_reference,
-                            layer, inputs, mask, "float64", 100.0)  # 1e-12 * 100 = 1e-10
+                    collect(
+                        failures,
+                        f"{spec} {mode} {pad_name}",
+                        check_against_reference,
+                        layer,
+                        inputs,
+                        mask,
+                        "float64",
+                        100.0,
+                    )  # 1e-12 * 100 = 1e-10
     assert not failures, "\n".join(failures)
 
 
@@ -244,8 +260,11 @@ def test_mixed_policy_matches_reference(policy, scorer):
     failures: list[str] = []
     for mode in ("self", "cross"):
         inputs = inputs_for(mode, seed=6)
-        inputs = ([representable(x, policy) for x in inputs] if mode == "cross"
-                  else representable(inputs, policy))
+        inputs = (
+            [representable(x, policy) for x in inputs]
+            if mode == "cross"
+            else representable(inputs, policy)
+        )
         for pooling in ("seq", "last_u6", "weighted"):
             for mask_name in ("none", "local5+causal"):
                 spec = spec_of(scorer, mask_name, pooling)
@@ -255,8 +274,15 @@ def test_mixed_policy_matches_reference(policy, scorer):
                 for pad_name, mask in list(paddings_for(mode).items())[:3]:
                     out, _ = layer(inputs, mask=mask)
                     assert keras.backend.standardize_dtype(out.dtype) == compute
-                    collect(failures, f"{policy} {spec} {mode} {pad_name}",
-                            check_against_reference, layer, inputs, mask, policy)
+                    collect(
+                        failures,
+                        f"{policy} {spec} {mode} {pad_name}",
+                        check_against_reference,
+                        layer,
+                        inputs,
+                        mask,
+                        policy,
+                    )
     assert not failures, "\n".join(failures)
 
 
@@ -308,8 +334,10 @@ def test_rows_without_visible_keys_are_exactly_zero(pooling):
             failures.append(f"{layer.spec}: padded rows not exactly zero")
         if not np.isfinite(out).all():
             failures.append(f"{layer.spec}: non-finite output")
-        elif not (np.allclose(out, ref_out, rtol=1e-5, atol=1e-5)
-                  and np.allclose(weights, ref_weights, rtol=1e-5, atol=1e-5)):
+        elif not (
+            np.allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+            and np.allclose(weights, ref_weights, rtol=1e-5, atol=1e-5)
+        ):
             failures.append(f"{layer.spec}: differs from the reference")
     assert not failures, "\n".join(failures)
 
@@ -336,12 +364,17 @@ def forward_and_gradients(layer, inputs, mask):
         out, weights = layer(tensors if isinstance(inputs, list) else tensors[0], mask=mask)
         rng = np.random.default_rng(0)
         loss = tf.reduce_sum(out * rng.normal(size=out.shape).astype("float32")) + tf.reduce_sum(
-            weights * rng.normal(size=weights.shape).astype("float32"))
-    grads = [np.zeros(t.shape) if g is None else g.numpy()  # None: the input is not used
-             for t, g in zip(tensors, tape.gradient(loss, tensors))]
+            weights * rng.normal(size=weights.shape).astype("float32")
+        )
+    grads = [
+        np.zeros(t.shape) if g is None else g.numpy()  # None: the input is not used
+        for t, g in zip(tensors, tape.gradient(loss, tensors), strict=False)
+    ]
     weight_grads = tape.gradient(loss, layer.trainable_weights)
-    weight_grads = [np.zeros(v.shape) if g is None else g.numpy()
-                    for v, g in zip(layer.trainable_weights, weight_grads)]
+    weight_grads = [
+        np.zeros(v.shape) if g is None else g.numpy()
+        for v, g in zip(layer.trainable_weights, weight_grads, strict=False)
+    ]
     return out.numpy(), weights.numpy(), grads, weight_grads
 
 
@@ -369,7 +402,7 @@ def poison_case(layer, mode, poison):
         problems.append("output changed by the values behind the mask")
     if not np.array_equal(d_w, c_w):
         problems.append("attention weights changed by the values behind the mask")
-    for i, (gc, gd, pad) in enumerate(zip(c_g, d_g, padded)):
+    for i, (gc, gd, pad) in enumerate(zip(c_g, d_g, padded, strict=False)):
         if not np.isfinite(gd).all():
             where = "padded" if np.isfinite(gd[~pad]).all() else "valid (and maybe padded)"
             problems.append(f"non-finite gradient w.r.t. input {i} at {where} positions")
@@ -377,7 +410,7 @@ def poison_case(layer, mode, poison):
             problems.append(f"non-zero gradient at padded positions of input {i}")
         if np.isfinite(gd[~pad]).all() and not np.array_equal(gd[~pad], gc[~pad]):
             problems.append(f"gradient w.r.t. input {i} changed at valid positions")
-    for v, gc, gd in zip(layer.trainable_weights, c_wg, d_wg):
+    for v, gc, gd in zip(layer.trainable_weights, c_wg, d_wg, strict=False):
         name = v.path.rsplit("/", 1)[-1]
         if not np.isfinite(gd).all():
             problems.append(f"non-finite gradient w.r.t. weight {name}")
@@ -395,14 +428,28 @@ def test_poison_behind_padding_changes_nothing(mode, poison):
     for scorer in SCORERS:
         for pooling in ("seq", "last_u6", "weighted"):
             layer = cached_layer(spec_of(scorer, "local5", pooling), mode)
-            collect(failures, f"{layer.spec} {mode} poison={poison}", poison_case,
-                    layer, mode, POISONS[poison])
+            collect(
+                failures,
+                f"{layer.spec} {mode} poison={poison}",
+                poison_case,
+                layer,
+                mode,
+                POISONS[poison],
+            )
     assert not failures, "\n".join(failures)
 
 
 # -- N8: a masked key holding the row's largest score ---------------------------------------------
-@pytest.mark.parametrize("spec", ["dot+causal", "dot(scale=sqrt)+local4", "general+causal3",
-                                  "gaussian+causal", "additive(units=8)+local5+causal"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dot+causal",
+        "dot(scale=sqrt)+local4",
+        "general+causal3",
+        "gaussian+causal",
+        "additive(units=8)+local5+causal",
+    ],
+)
 def test_masked_key_with_largest_score_changes_nothing(spec):
     """Key 5 is masked for every query (Tq=4, causal/local windows end before it). Making its
     score the row maximum by far must not change any output, weight or the sum to one."""
@@ -453,9 +500,16 @@ class MaskProbe(keras.layers.Layer):
         return None
 
 
-@pytest.mark.parametrize("spec", ["additive+local5", "dot(scale=sqrt)+causal",
-                                  "bahdanau+causal3+last(units=6)", "general+weighted",
-                                  "gaussian+last"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "additive+local5",
+        "dot(scale=sqrt)+causal",
+        "bahdanau+causal3+last(units=6)",
+        "general+weighted",
+        "gaussian+last",
+    ],
+)
 def test_embedding_mask_zero_propagates(spec):
     """Embedding(mask_zero=True) -> AttentionLayer: the same numbers as an explicit mask, padded
     keys get exactly zero weight (keras-self-attention#41), seq output carries the mask,
@@ -491,10 +545,16 @@ def test_embedding_mask_zero_propagates(spec):
 
 
 # -- D2: jit -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec", [
-    "additive+local5+causal", "dot(scale=learned)+causal3+last(units=6)",
-    "gaussian+local4+weighted", "general(use_bias=true)+local5", "bahdanau+causal+last",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "additive+local5+causal",
+        "dot(scale=learned)+causal3+last(units=6)",
+        "gaussian+local4+weighted",
+        "general(use_bias=true)+local5",
+        "bahdanau+causal+last",
+    ],
+)
 def test_jit_compiled_model_matches_eager(spec):
     x = self_inputs(13)
     mask = lengths_mask([7, 4, 0], T)
@@ -527,11 +587,19 @@ def test_jit_compiled_gate_matches_eager():
 
 # -- N9: every trainable weight gets a gradient ---------------------------------------------------
 GRADIENT_SPECS = (
-    [spec_of(s, "local5+causal", "seq") for s in SCORERS if s not in ("dot", "dot_sqrt", "dot_0.5",
-                                                                    "gaussian_fixed")]
+    [
+        spec_of(s, "local5+causal", "seq")
+        for s in SCORERS
+        if s not in ("dot", "dot_sqrt", "dot_0.5", "gaussian_fixed")
+    ]
     + [spec_of(s, "causal3", "weighted") for s in SCORERS]
-    + ["additive+last(units=6)", "bahdanau+causal3+last(units=6)", "gaussian+last(units=6)",
-       "dot+local4+last(units=6)", "general(use_bias=true)+local4+last"]
+    + [
+        "additive+last(units=6)",
+        "bahdanau+causal3+last(units=6)",
+        "gaussian+last(units=6)",
+        "dot+local4+last(units=6)",
+        "general(use_bias=true)+local4+last",
+    ]
 )
 #: Scalars added to every score of a row: softmax cancels them, so their gradient is 0 in exact
 #: arithmetic (they matter only with an attention_activation).
@@ -545,7 +613,9 @@ def weight_gradients(layer, x, mask):
         loss = tf.reduce_sum(out * rng.normal(size=out.shape).astype("float32"))
         loss += tf.reduce_sum(weights * rng.normal(size=weights.shape).astype("float32"))
     grads = tape.gradient(loss, layer.trainable_weights)
-    return {v.path.rsplit("/", 1)[-1]: g for v, g in zip(layer.trainable_weights, grads)}
+    return {
+        v.path.rsplit("/", 1)[-1]: g for v, g in zip(layer.trainable_weights, grads, strict=False)
+    }
 
 
 @pytest.mark.parametrize("spec", GRADIENT_SPECS)
@@ -583,5 +653,7 @@ def test_gate_weights_get_gradients(spec, rank):
         out, _ = layer(x)
         coefficients = np.random.default_rng(20).normal(size=out.shape).astype("float32")
         loss = tf.reduce_sum(out * coefficients)
-    for v, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+    for v, g in zip(
+        layer.trainable_weights, tape.gradient(loss, layer.trainable_weights), strict=False
+    ):
         assert g is not None and np.isfinite(numpy(g)).all() and np.abs(numpy(g)).max() > 0, v.path

@@ -42,7 +42,7 @@ BUILTIN = {
 }
 BUILTIN_ENTRY_POINTS = {"scorers", "masks", "poolings"}
 
-GOOD_PLUGIN = '''
+GOOD_PLUGIN = """
 import attrs, attnkit
 from keras import ops
 
@@ -59,7 +59,7 @@ class Cosine(attnkit.Scorer):
 @attnkit.hookimpl
 def attnkit_add_components():
     return [Cosine]
-'''
+"""
 
 
 class FakeDists:
@@ -99,8 +99,9 @@ class FakeDists:
         metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
         (info / "METADATA").write_text(metadata)
         if entry_points is None:
-            entry_points = {module.rsplit("_", 1)[0].replace("attnkit_fake_", ""): module
-                            for module in modules}
+            entry_points = {
+                module.rsplit("_", 1)[0].replace("attnkit_fake_", ""): module for module in modules
+            }
         (info / "entry_points.txt").write_text(
             "[attnkit]\n" + "".join(f"{ep} = {value}\n" for ep, value in entry_points.items())
         )
@@ -123,8 +124,11 @@ class FakeDists:
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    for var in ("ATTNKIT_STRICT_PLUGINS", "ATTNKIT_DISABLE_PLUGIN_AUTOLOAD",
-                "ATTNKIT_BLOCK_PLUGINS"):
+    for var in (
+        "ATTNKIT_STRICT_PLUGINS",
+        "ATTNKIT_DISABLE_PLUGIN_AUTOLOAD",
+        "ATTNKIT_BLOCK_PLUGINS",
+    ):
         monkeypatch.delenv(var, raising=False)
     dists = FakeDists(tmp_path, monkeypatch)
     yield dists
@@ -163,6 +167,7 @@ def quiet():
 
 
 # -- built-ins --------------------------------------------------------------------------------
+
 
 def test_builtins_load_from_attnkits_own_entry_points(fake, quiet):
     reg = Registry()
@@ -224,7 +229,11 @@ def test_a_good_plugin_loads_and_resolves(fake):
     assert resolved.plugins == {"cosine": "attnkit-cosine==2.3"}
     info = reg.get("cosine")
     assert (info.kind, info.distribution, info.version, info.builtin) == (
-        "scorer", "attnkit-cosine", "2.3", False)
+        "scorer",
+        "attnkit-cosine",
+        "2.3",
+        False,
+    )
     assert status(reg, "good").status == "loaded"
     assert status(reg, "good").components == ("cosine",)
     assert reg.resolve(resolved.canonical) == resolved
@@ -235,8 +244,11 @@ def test_a_good_plugin_loads_and_resolves(fake):
 BROKEN_SOURCES = {
     "runtime": ("raise RuntimeError('boom {tag}')\n", "RuntimeError", "boom {tag}"),
     "import": ("raise ImportError('no backend {tag}')\n", "ImportError", "no backend {tag}"),
-    "missing": ("import attnkit_no_such_module_{tag}\n", "ModuleNotFoundError",
-                "attnkit_no_such_module_{tag}"),
+    "missing": (
+        "import attnkit_no_such_module_{tag}\n",
+        "ModuleNotFoundError",
+        "attnkit_no_such_module_{tag}",
+    ),
     "syntax": ("def broken(:\n    pass\n", "SyntaxError", "invalid syntax"),
     "exit": ("import sys\nsys.exit(3)\n", "SystemExit", "3"),
 }
@@ -246,8 +258,9 @@ BROKEN_SOURCES = {
 def test_broken_plugin_is_skipped_with_one_warning(fake, kind, quiet):
     source, error_type, error_text = BROKEN_SOURCES[kind]
     broken = fake.module_name("broken")
-    fake.add("attnkit-broken", {broken: source.format(tag=fake.tag)}, {"brokenep": broken},
-             version="0.7")
+    fake.add(
+        "attnkit-broken", {broken: source.format(tag=fake.tag)}, {"brokenep": broken}, version="0.7"
+    )
     fake.good("attnkit-good")
     reg = Registry()
     with pytest.warns(AttnkitPluginWarning) as record:
@@ -286,8 +299,9 @@ def test_keyboard_interrupt_is_not_swallowed(fake):
 @pytest.mark.parametrize("how", ["argument", "env"])
 def test_strict_mode_raises_with_the_cause_chained(fake, monkeypatch, how):
     broken = fake.module_name("broken")
-    fake.add("attnkit-broken", {broken: f"raise RuntimeError('boom {fake.tag}')\n"},
-             {"brokenep": broken})
+    fake.add(
+        "attnkit-broken", {broken: f"raise RuntimeError('boom {fake.tag}')\n"}, {"brokenep": broken}
+    )
     if how == "env":
         monkeypatch.setenv("ATTNKIT_STRICT_PLUGINS", "1")
         reg = Registry()
@@ -310,8 +324,9 @@ def test_strict_mode_off_by_env_value(fake, monkeypatch):
 
 def test_entry_point_to_a_missing_attribute(fake):
     module = fake.module_name("attr")
-    fake.add("attnkit-attr", {module: GOOD_PLUGIN.format(name="cosine")},
-             {"attrep": f"{module}:missing"})
+    fake.add(
+        "attnkit-attr", {module: GOOD_PLUGIN.format(name="cosine")}, {"attrep": f"{module}:missing"}
+    )
     reg = Registry()
     with pytest.warns(AttnkitPluginWarning) as record:
         reg.load()
@@ -325,11 +340,11 @@ def test_entry_point_to_a_missing_attribute(fake):
 def test_entry_point_to_an_attribute_that_holds_the_hooks(fake):
     """'module:attr' pointing at an object with the hook is a valid plugin."""
     module = fake.module_name("attrok")
-    source = GOOD_PLUGIN.format(name="cosine") + textwrap.dedent('''
+    source = GOOD_PLUGIN.format(name="cosine") + textwrap.dedent("""
         class Holder:
             attnkit_add_components = staticmethod(attnkit_add_components)
         holder = Holder()
-    ''')
+    """)
     fake.add("attnkit-attrok", {module: source}, {"attrok": f"{module}:holder"})
     reg = Registry()
     assert reg.resolve("cosine").plugins == {"cosine": "attnkit-attrok==1.0"}
@@ -337,7 +352,7 @@ def test_entry_point_to_an_attribute_that_holds_the_hooks(fake):
 
 # -- P3: components and hooks that fail validation -----------------------------------------------
 
-GOOD_AND_BAD = '''
+GOOD_AND_BAD = """
 import attrs, attnkit
 from keras import ops
 
@@ -352,52 +367,74 @@ class Cosine(attnkit.Scorer):
 @attnkit.hookimpl
 def attnkit_add_components():
     return [Cosine, Bad]
-'''
+"""
 
 BAD_COMPONENTS = {
-    "not_attrs": ('''
+    "not_attrs": (
+        """
         class Bad(attnkit.Mask):
             name = "badmask"
             def allowed(self, q, k):
                 return q >= k
-        ''', "attrs frozen"),
-    "mutable_attrs": ('''
+        """,
+        "attrs frozen",
+    ),
+    "mutable_attrs": (
+        """
         @attrs.define
         class Bad(attnkit.Mask):
             name = "badmask"
             def allowed(self, q, k):
                 return q >= k
-        ''', "attrs frozen"),
-    "name_ends_in_digit": ('''
+        """,
+        "attrs frozen",
+    ),
+    "name_ends_in_digit": (
+        """
         @attrs.frozen
         class Bad(attnkit.Mask):
             name = "band2"
             def allowed(self, q, k):
                 return q >= k
-        ''', "band2"),
-    "upper_case_name": ('''
+        """,
+        "band2",
+    ),
+    "upper_case_name": (
+        """
         @attrs.frozen
         class Bad(attnkit.Mask):
             name = "Band"
             def allowed(self, q, k):
                 return q >= k
-        ''', "Band"),
-    "no_base": ('''
+        """,
+        "Band",
+    ),
+    "no_base": (
+        """
         @attrs.frozen
         class Bad:
             name = "badmask"
             def allowed(self, q, k):
                 return q >= k
-        ''', "subclass"),
-    "missing_score": ('''
+        """,
+        "subclass",
+    ),
+    "missing_score": (
+        """
         @attrs.frozen
         class Bad(attnkit.Scorer):
             name = "lazy"
-        ''', "score()"),
-    "not_a_class": ('''
+        """,
+        "score()",
+    ),
+    "not_a_class": (
+        """
         Bad = "badmask"
-        ''', "not a class"),
-    "bad_shorthand": ('''
+        """,
+        "not a class",
+    ),
+    "bad_shorthand": (
+        """
         @attrs.frozen
         class Bad(attnkit.Mask):
             name = "badmask"
@@ -405,14 +442,19 @@ BAD_COMPONENTS = {
             width: int = 1
             def allowed(self, q, k):
                 return q >= k
-        ''', "shorthand"),
-    "duplicate_name": ('''
+        """,
+        "shorthand",
+    ),
+    "duplicate_name": (
+        """
         @attrs.frozen
         class Bad(attnkit.Mask):
             name = "cosine"
             def allowed(self, q, k):
                 return q >= k
-        ''', "more than once"),
+        """,
+        "more than once",
+    ),
 }
 
 
@@ -420,8 +462,12 @@ BAD_COMPONENTS = {
 def test_plugin_with_an_invalid_component_is_rejected_as_a_whole(fake, case):
     bad, reason = BAD_COMPONENTS[case]
     module = fake.module_name("bad")
-    fake.add("attnkit-bad", {module: GOOD_AND_BAD.format(bad=textwrap.dedent(bad))},
-             {"badep": module}, version="0.2")
+    fake.add(
+        "attnkit-bad",
+        {module: GOOD_AND_BAD.format(bad=textwrap.dedent(bad))},
+        {"badep": module},
+        version="0.2",
+    )
     fake.good("attnkit-good", component="other")
     reg = Registry()
     with pytest.warns(AttnkitPluginWarning) as record:
@@ -444,12 +490,18 @@ def test_plugin_with_an_invalid_component_is_rejected_as_a_whole(fake, case):
 
 def test_hook_that_raises_is_rejected(fake):
     module = fake.module_name("hookraise")
-    fake.add("attnkit-hookraise", {module: '''
+    fake.add(
+        "attnkit-hookraise",
+        {
+            module: """
         import attnkit
         @attnkit.hookimpl
         def attnkit_add_components():
             raise LookupError("no components today")
-    '''}, {"hookraise": module})
+    """
+        },
+        {"hookraise": module},
+    )
     reg = Registry()
     with pytest.warns(AttnkitPluginWarning) as record:
         reg.load()
@@ -460,21 +512,30 @@ def test_hook_that_raises_is_rejected(fake):
 
 
 HOOK_FAULTS = {
-    "extra_argument": ('''
+    "extra_argument": (
+        """
         @attnkit.hookimpl
         def attnkit_add_components(extra):
             return [Cosine]
-        ''', "extra"),
-    "wrapper_not_generator": ('''
+        """,
+        "extra",
+    ),
+    "wrapper_not_generator": (
+        """
         @attnkit.hookimpl(wrapper=True)
         def attnkit_add_components():
             return [Cosine]
-        ''', "generator"),
-    "misspelled_hook": ('''
+        """,
+        "generator",
+    ),
+    "misspelled_hook": (
+        """
         @attnkit.hookimpl
         def attnkit_add_component():
             return [Cosine]
-        ''', "attnkit_add_components"),
+        """,
+        "attnkit_add_components",
+    ),
     "no_hook": ("", "attnkit_add_components"),
 }
 
@@ -482,7 +543,7 @@ HOOK_FAULTS = {
 @pytest.mark.parametrize("fault", sorted(HOOK_FAULTS))
 def test_plugin_with_a_bad_hook_leaves_the_manager_as_before(fake, fault):
     hook, reason = HOOK_FAULTS[fault]
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         import attrs, attnkit
         from keras import ops
 
@@ -491,7 +552,7 @@ def test_plugin_with_a_bad_hook_leaves_the_manager_as_before(fake, fault):
             name = "cosine"
             def score(self, params, query, key):
                 return ops.matmul(query, ops.swapaxes(key, -1, -2))
-    ''') + textwrap.dedent(hook)
+    """) + textwrap.dedent(hook)
     module = fake.module_name("hook")
     fake.add("attnkit-hook", {module: source}, {"hookep": module}, version="4.5")
 
@@ -507,36 +568,49 @@ def test_plugin_with_a_bad_hook_leaves_the_manager_as_before(fake, fault):
     assert "cosine" not in names(reg)
     # Exactly the plugins and hook implementations of a registry that never saw it.
     assert sorted(name for name, _ in reg._pm.list_name_plugin()) == sorted(
-        name for name, _ in baseline._pm.list_name_plugin())
+        name for name, _ in baseline._pm.list_name_plugin()
+    )
     assert len(reg._pm.get_plugins()) == len(baseline._pm.get_plugins())
-    assert [impl.plugin_name for impl in reg._pm.hook.attnkit_add_components.get_hookimpls()] \
-        == [impl.plugin_name for impl in baseline._pm.hook.attnkit_add_components.get_hookimpls()]
+    assert [impl.plugin_name for impl in reg._pm.hook.attnkit_add_components.get_hookimpls()] == [
+        impl.plugin_name for impl in baseline._pm.hook.attnkit_add_components.get_hookimpls()
+    ]
     assert sys.modules[module] not in reg._pm.get_plugins()
     reg._pm.check_pending()  # no unknown hook left behind
 
 
 # -- P2: name collisions ----------------------------------------------------------------------
 
+
 def test_two_distributions_with_one_name_conflict(fake, monkeypatch):
     folders = {}
     for short, version in (("alpha", "1.1"), ("beta", "2.2")):
         module = fake.module_name(short)
-        folders[short] = fake.add(f"attnkit-{short}", {module: GOOD_PLUGIN.format(name="cosine")},
-                                  {short: module}, version=version, prepend=False)
+        folders[short] = fake.add(
+            f"attnkit-{short}",
+            {module: GOOD_PLUGIN.format(name="cosine")},
+            {short: module},
+            version=version,
+            prepend=False,
+        )
     base_path = list(sys.path)
     outcomes = []
     for order in itertools.permutations(["alpha", "beta"]):
         monkeypatch.setattr(sys, "path", [str(folders[o]) for o in order] + base_path)
         importlib.invalidate_caches()
-        found = [d.metadata["Name"] for d in importlib.metadata.distributions()
-                 if d.metadata["Name"] in ("attnkit-alpha", "attnkit-beta")]
+        found = [
+            d.metadata["Name"]
+            for d in importlib.metadata.distributions()
+            if d.metadata["Name"] in ("attnkit-alpha", "attnkit-beta")
+        ]
         assert found == [f"attnkit-{o}" for o in order]  # sys.path order really differs
         reg = Registry()
         with pytest.warns(AttnkitPluginWarning) as record:
             reg.load()
         messages = plugin_warnings(record)
-        assert any("attnkit-alpha 1.1" in m and "attnkit-beta 2.2" in m and "'cosine'" in m
-                   for m in messages), messages
+        assert any(
+            "attnkit-alpha 1.1" in m and "attnkit-beta 2.2" in m and "'cosine'" in m
+            for m in messages
+        ), messages
         for call in (lambda: reg.get("cosine"), lambda: reg.resolve("cosine+causal")):
             with pytest.raises(PluginConflictError) as info:
                 call()
@@ -544,11 +618,13 @@ def test_two_distributions_with_one_name_conflict(fake, monkeypatch):
             assert "attnkit-alpha 1.1" in message and "attnkit-beta 2.2" in message
             assert "ATTNKIT_BLOCK_PLUGINS" in message
         assert "cosine" not in names(reg)
-        outcomes.append((
-            messages,
-            str(info.value),
-            sorted((p.entry_point, p.status, p.components) for p in reg.plugins()),
-        ))
+        outcomes.append(
+            (
+                messages,
+                str(info.value),
+                sorted((p.entry_point, p.status, p.components) for p in reg.plugins()),
+            )
+        )
     # The outcome does not depend on sys.path order.
     assert outcomes[0] == outcomes[1]
 
@@ -607,8 +683,12 @@ def test_plugin_cannot_take_a_builtin_name_of_another_kind(fake):
 def test_same_distribution_twice_on_sys_path_loads_once(fake, quiet):
     module = fake.module_name("twice")
     for folder in ("copy1", "copy2"):
-        fake.add("attnkit-twice", {module: GOOD_PLUGIN.format(name="cosine")},
-                 {"twice": module}, folder=folder)
+        fake.add(
+            "attnkit-twice",
+            {module: GOOD_PLUGIN.format(name="cosine")},
+            {"twice": module},
+            folder=folder,
+        )
     reg = Registry()
     with quiet:
         resolved = reg.resolve("cosine")
@@ -618,12 +698,14 @@ def test_same_distribution_twice_on_sys_path_loads_once(fake, quiet):
 
 # -- autoload switch and block list -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["argument", "env"])
 def test_autoload_disabled_loads_builtins_only(fake, monkeypatch, how, quiet):
     module = fake.good("attnkit-good")
     broken = fake.module_name("broken")
-    fake.add("attnkit-broken", {broken: "raise RuntimeError('never imported')\n"},
-             {"brokenep": broken})
+    fake.add(
+        "attnkit-broken", {broken: "raise RuntimeError('never imported')\n"}, {"brokenep": broken}
+    )
     if how == "env":
         monkeypatch.setenv("ATTNKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
         reg = Registry()
@@ -649,8 +731,9 @@ def test_autoload_disabled_loads_builtins_only(fake, monkeypatch, how, quiet):
 def test_block_list_skips_a_plugin_without_importing_it(fake, monkeypatch, block, how, quiet):
     module = fake.good("attnkit-good")
     broken = fake.module_name("broken")
-    fake.add("attnkit-broken", {broken: "raise RuntimeError('never imported')\n"},
-             {"brokenep": broken})
+    fake.add(
+        "attnkit-broken", {broken: "raise RuntimeError('never imported')\n"}, {"brokenep": broken}
+    )
     if how == "env":
         monkeypatch.setenv("ATTNKIT_BLOCK_PLUGINS", block)
         reg = Registry()
@@ -681,6 +764,7 @@ def test_builtins_cannot_be_blocked(fake, quiet):
 
 # -- P4: requirements on attnkit --------------------------------------------------------------
 
+
 def test_plugin_requiring_another_attnkit_is_skipped(fake):
     module = fake.good("attnkit-old", requires=("numpy", "attnkit<0.0.1"), version="0.3")
     reg = Registry()
@@ -697,8 +781,13 @@ def test_plugin_requiring_another_attnkit_is_skipped(fake):
 
 @pytest.mark.parametrize(
     "requirement",
-    ["attnkit>=0.1", "attnkit", "attnkit<0.0.1; extra == 'test'", "attnkit[extra]>0.0.1",
-     "other-package<0.0.1"],
+    [
+        "attnkit>=0.1",
+        "attnkit",
+        "attnkit<0.0.1; extra == 'test'",
+        "attnkit[extra]>0.0.1",
+        "other-package<0.0.1",
+    ],
 )
 def test_plugin_whose_requirement_is_met_loads(fake, requirement, quiet):
     fake.good("attnkit-new", requires=(requirement,))
@@ -709,11 +798,16 @@ def test_plugin_whose_requirement_is_met_loads(fake, requirement, quiet):
 
 # -- G4: an unknown name that belongs to a broken plugin ----------------------------------------
 
+
 @pytest.mark.parametrize("spec", ["cosine+causal", "cosin", "dot+cosine"])
 def test_unknown_name_mentions_the_broken_plugin(fake, spec):
     broken = fake.module_name("cos")
-    fake.add("attnkit-cosine", {broken: "raise RuntimeError('cuda missing')\n"},
-             {"cosine": broken}, version="0.9")
+    fake.add(
+        "attnkit-cosine",
+        {broken: "raise RuntimeError('cuda missing')\n"},
+        {"cosine": broken},
+        version="0.9",
+    )
     reg = Registry()
     with pytest.warns(AttnkitPluginWarning):
         reg.load()
@@ -727,19 +821,21 @@ def test_unknown_name_mentions_the_broken_plugin(fake, spec):
 
 # -- P6: concurrency, re-entrancy, import cost ------------------------------------------------
 
-COUNTING_PLUGIN = '''
+COUNTING_PLUGIN = (
+    """
 import time
 with open({counter!r}, "a") as f:
     f.write("imported\\n")
 time.sleep(0.3)  # widen the window in which other threads ask for the registry
-''' + GOOD_PLUGIN
+"""
+    + GOOD_PLUGIN
+)
 
 
 def test_threads_resolving_at_once_import_the_plugin_once(fake, tmp_path):
     counter = tmp_path / "imports.txt"
     module = fake.module_name("count")
-    fake.add("attnkit-count", {module: COUNTING_PLUGIN.format(counter=str(counter),
-                                                              name="cosine")})
+    fake.add("attnkit-count", {module: COUNTING_PLUGIN.format(counter=str(counter), name="cosine")})
     reg = Registry()
     barrier = threading.Barrier(8)
     results, errors = [None] * 8, []
@@ -767,12 +863,12 @@ def test_threads_resolving_at_once_import_the_plugin_once(fake, tmp_path):
 
 def test_plugin_that_uses_the_registry_during_import_does_not_deadlock(fake, monkeypatch):
     module = fake.module_name("reentrant")
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         import attnkit
         # Re-entrant: this runs while the very registry below is loading this module.
         SEEN = attnkit.registry().resolve("dot+causal").canonical
         NAMES = [c.name for c in attnkit.registry().components("scorer")]
-    ''') + GOOD_PLUGIN.format(name="cosine")
+    """) + GOOD_PLUGIN.format(name="cosine")
     fake.add("attnkit-reentrant", {module: source})
     reg = Registry()
     monkeypatch.setattr(registry_module, "_default", reg)
@@ -800,10 +896,10 @@ def test_plugin_that_uses_the_registry_during_import_does_not_deadlock(fake, mon
 def test_plugin_creating_its_own_registry_during_import(fake):
     """A plugin that builds (and loads) another registry while being imported: no recursion."""
     module = fake.module_name("nested")
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         import attnkit
         INNER = attnkit.Registry(blocked=["attnkit-nested"]).resolve("additive").canonical
-    ''') + GOOD_PLUGIN.format(name="cosine")
+    """) + GOOD_PLUGIN.format(name="cosine")
     fake.add("attnkit-nested", {module: source})
     reg = Registry()
     assert reg.resolve("cosine").plugins == {"cosine": "attnkit-nested==1.0"}
@@ -814,20 +910,29 @@ def test_plugin_creating_its_own_registry_during_import(fake):
 def test_import_attnkit_imports_no_component_module(fake):
     module = fake.module_name("probe")
     root = fake.add("attnkit-probe", {module: GOOD_PLUGIN.format(name="cosine")}, prepend=False)
-    script = textwrap.dedent(f'''
+    script = textwrap.dedent(f"""
         import sys
         import attnkit
         watched = ("attnkit.scorers", "attnkit.masks", "attnkit.poolings", {module!r})
         print([m for m in sys.modules if m.startswith(watched)])
         attnkit.registry().components()
         print(sorted(m for m in sys.modules if m.startswith(watched)))
-    ''')
+    """)
     env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    for var in ("ATTNKIT_DISABLE_PLUGIN_AUTOLOAD", "ATTNKIT_BLOCK_PLUGINS",
-                "ATTNKIT_STRICT_PLUGINS"):
+    for var in (
+        "ATTNKIT_DISABLE_PLUGIN_AUTOLOAD",
+        "ATTNKIT_BLOCK_PLUGINS",
+        "ATTNKIT_STRICT_PLUGINS",
+    ):
         env.pop(var, None)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     before, after = done.stdout.strip().splitlines()[-2:]
     assert before == "[]"

@@ -30,7 +30,6 @@ from attnkit import (
 )
 from attnkit.spec import MAX_NUMBER, MAX_SPEC_LENGTH, Spec, format_value
 
-
 SCORER_NAMES = {"dot", "general", "additive", "bahdanau", "gaussian", "dense"}
 
 
@@ -75,8 +74,10 @@ CANONICAL = [
     ("dot+full", "dot"),
     ("additive(units=32)", "additive"),
     ("additive(units=32, use_additive_bias=true, use_attention_bias=true)", "additive"),
-    ("additive(use_attention_bias=false, units=64)",
-     "additive(units=64, use_attention_bias=false)"),
+    (
+        "additive(use_attention_bias=false, units=64)",
+        "additive(units=64, use_attention_bias=false)",
+    ),
     ("dot(scale=none)", "dot"),
     ("dot(scale='sqrt')", "dot(scale=sqrt)"),
     ('dot(scale="learned")', "dot(scale=learned)"),
@@ -261,8 +262,14 @@ def test_no_scorer_lists_the_scorers():
 
 
 NON_SCORERS = {
-    "full": "mask", "local3": "mask", "causal": "mask", "causal5": "mask",
-    "seq": "pooling", "last": "pooling", "weighted": "pooling", "gate": "pooling",
+    "full": "mask",
+    "local3": "mask",
+    "causal": "mask",
+    "causal5": "mask",
+    "seq": "pooling",
+    "last": "pooling",
+    "weighted": "pooling",
+    "gate": "pooling",
 }
 
 
@@ -339,7 +346,7 @@ NUMERIC = [
 def test_numeric_suffix_pitfalls(spec, cls, start, text):
     if cls is None:
         resolved = resolve(spec)
-        width = int(spec[len("dot+local"):])
+        width = int(spec[len("dot+local") :])
         assert resolved.masks == (attnkit.masks.Local(width=width),)
         assert resolved.canonical == spec
         return
@@ -366,9 +373,12 @@ def test_widths_past_the_limit_are_rejected(width):
     assert_points_at(info.value, spec, 9)
 
 
-@given(st.text(st.characters(categories=["Nd"], exclude_characters="0123456789"), min_size=1,
-               max_size=4),
-       st.sampled_from(["", "1", "15"]))
+@given(
+    st.text(
+        st.characters(categories=["Nd"], exclude_characters="0123456789"), min_size=1, max_size=4
+    ),
+    st.sampled_from(["", "1", "15"]),
+)
 def test_non_ascii_digits_are_rejected(digits, prefix):
     spec = "dot+local" + prefix + digits
     assert all(c.isdigit() for c in digits)  # so int() would take them: the grammar must not
@@ -555,11 +565,15 @@ def _text(value) -> str:
 
 
 SCORERS = {
-    "dot": (attnkit.scorers.Dot,
-            {"scale": st.one_of(st.none(), st.sampled_from(["sqrt", "learned"]), positive_floats)}),
+    "dot": (
+        attnkit.scorers.Dot,
+        {"scale": st.one_of(st.none(), st.sampled_from(["sqrt", "learned"]), positive_floats)},
+    ),
     "general": (attnkit.scorers.General, {"use_bias": bools}),
-    "additive": (attnkit.scorers.Additive, {"units": units, "use_additive_bias": bools,
-                                            "use_attention_bias": bools}),
+    "additive": (
+        attnkit.scorers.Additive,
+        {"units": units, "use_additive_bias": bools, "use_attention_bias": bools},
+    ),
     "bahdanau": (attnkit.scorers.Bahdanau, {"units": st.one_of(st.none(), units)}),
     "gaussian": (attnkit.scorers.Gaussian, {"sigma": st.one_of(st.none(), positive_floats)}),
     "dense": (attnkit.scorers.Dense, {"use_bias": bools}),
@@ -604,8 +618,9 @@ def width_mask(draw, name, cls, optional):
 @st.composite
 def valid_specs(draw):
     """(spec text, expected scorer, expected masks, expected pooling) built from the built-ins."""
-    scorer_text, scorer = draw(st.sampled_from(sorted(SCORERS)).flatmap(
-        lambda n: component(SCORERS, n)))
+    scorer_text, scorer = draw(
+        st.sampled_from(sorted(SCORERS)).flatmap(lambda n: component(SCORERS, n))
+    )
     pooling_name = draw(st.one_of(st.none(), st.sampled_from(sorted(POOLINGS))))
     masks = []
     if pooling_name != "gate":
@@ -666,6 +681,7 @@ def test_canonical_text_leaves_defaults_out(case):
 
 
 # -- components: token and from_token ----------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("instance", "text"),
@@ -734,10 +750,26 @@ def test_from_token_errors_carry_the_spec_and_caret():
 
 
 def test_format_value_round_trips_through_parse():
-    for value in [0, 7, -3, 0.5, 1e-05, -2.5e16, True, False, None, "sqrt", "none", "a b",
-                  "x1", "it's", 'say "hi"', ""]:
+    for value in [
+        0,
+        7,
+        -3,
+        0.5,
+        1e-05,
+        -2.5e16,
+        True,
+        False,
+        None,
+        "sqrt",
+        "none",
+        "a b",
+        "x1",
+        "it's",
+        'say "hi"',
+        "",
+    ]:
         token = parse(f"c(v={format_value(value)})").tokens[0]
-        (key, parsed), = token.args
+        ((key, parsed),) = token.args
         assert parsed == value and type(parsed) is type(value), (value, parsed)
     with pytest.raises(ValueError):
         format_value("both ' and \"")
