@@ -22,7 +22,6 @@ import re
 import threading
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import attrs
 import pluggy
@@ -36,10 +35,8 @@ from attnkit.errors import (
     UnknownComponentError,
     did_you_mean,
 )
+from attnkit.resolution import Resolved, fill_slots
 from attnkit.spec import Spec, is_name, parse
-
-if TYPE_CHECKING:
-    from attnkit.resolution import Resolved
 
 __all__ = ["ComponentInfo", "PluginInfo", "Registry", "registry"]
 
@@ -422,8 +419,6 @@ class Registry:
         Raises:
             SpecError: any problem, with a caret under the offending token.
         """
-        from attnkit.resolution import fill_slots
-
         parsed = spec if isinstance(spec, Spec) else parse(spec)
         self.load()
         return fill_slots(self, parsed)
