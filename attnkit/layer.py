@@ -20,7 +20,24 @@ from attnkit.registry import registry
 from attnkit.resolution import Resolved
 from attnkit.spec import parse
 
-__all__ = ["AttentionLayer"]
+__all__ = ["Attended", "AttentionLayer"]
+
+
+@attrs.frozen
+class Attended:
+    """What one pass of the layer computed.
+
+    Attributes:
+        output: the layer output, in the compute dtype.
+        reported: the weights ``return_attention`` returns, in the compute dtype.
+        weights: the raw attention (B, Tq', Tk) in the scoring dtype, after dropout.
+        allowed: boolean (B or 1, Tq', Tk) of visible keys, or None when all were visible.
+    """
+
+    output: Any
+    reported: Any
+    weights: Any
+    allowed: Any
 
 
 class _Weights:
@@ -135,6 +152,18 @@ class AttentionLayer(keras.layers.Layer):
 
     # -- call ---------------------------------------------------------------------------------
     def call(self, inputs, mask=None, training=None):
+        attended = self.attend(inputs, mask=mask, training=training)
+        if self.return_attention:
+            return [attended.output, attended.reported]
+        return attended.output
+
+    def attend(self, inputs, mask=None, training=None) -> Attended:
+        """Run the layer and return everything it computed (for tests and visualisation).
+
+        Same arguments as ``call``; the layer must be built. Returns an :class:`Attended`
+        whose ``weights`` are the raw (B, Tq', Tk) attention and ``allowed`` the boolean of
+        keys each query could see (None when everything was visible).
+        """
         query, value, key, query_mask, key_valid = self._unpack(inputs, mask)
         work = score_dtype(self.compute_dtype)
         # Zero padded steps before any arithmetic ("double where"): whatever they hold (1e30,
@@ -168,10 +197,12 @@ class AttentionLayer(keras.layers.Layer):
         value = ops.cast(value, work)
         context = ops.matmul(weights, value) if pooling.uses_context else None
         output, reported = pooling.pool(pooling_params, context, weights, prepared, value)
-        output = ops.cast(output, self.compute_dtype)
-        if self.return_attention:
-            return [output, ops.cast(reported, self.compute_dtype)]
-        return output
+        return Attended(
+            ops.cast(output, self.compute_dtype),
+            ops.cast(reported, self.compute_dtype),
+            weights,
+            allowed,
+        )
 
     def _unpack(self, inputs, mask):
         """(query, value, key, query_mask, key_valid) with masks as booleans (B, T)."""
