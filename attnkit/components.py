@@ -39,6 +39,16 @@ class Component:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     shorthand: ClassVar[str | None] = None
+    #: How the conformance suite places this component in a spec, ``{}`` standing for it
+    #: (e.g. ``"{}+gate"``); None uses the default partners (``dot``, ``seq``).
+    conformance_spec: ClassVar[str | None] = None
+    #: True if a layer using this component needs a fixed number of steps.
+    fixed_length: ClassVar[bool] = False
+
+    @classmethod
+    def examples(cls) -> list[Component]:
+        """Instances the conformance suite checks; the default is ``[cls()]``."""
+        return [cls()]
 
     @classmethod
     def from_token(cls, token: Token, spec: str | None = None):

@@ -42,6 +42,10 @@ class Local(Mask):
     shorthand = "width"
     width: int = param(doc="number of keys in the window", validator=_width)
 
+    @classmethod
+    def examples(cls):
+        return [cls(3), cls(4)]
+
     def allowed(self, q_idx, k_idx):
         back, ahead = self.reach()
         offset = k_idx - q_idx
@@ -66,6 +70,10 @@ class Causal(Mask):
         doc="number of past keys, self included; none = unbounded",
         validator=attrs.validators.optional(_width),
     )
+
+    @classmethod
+    def examples(cls):
+        return [cls(), cls(3)]
 
     def allowed(self, q_idx, k_idx):
         offset = k_idx - q_idx

@@ -70,6 +70,10 @@ class Last(Pooling):
         None, doc="size of the tanh(W_c [c; h_t]) output; none = c", validator=_optional_units
     )
 
+    @classmethod
+    def examples(cls):
+        return [cls(), cls(units=4)]
+
     def build(self, layer, query_dim, value_dim):
         if self.units is None:
             return {}
@@ -140,6 +144,9 @@ class Gate(Pooling):
         doc="one distribution over time shared by all features",
         validator=attrs.validators.instance_of(bool),
     )
+
+    conformance_spec = "dense+{}"
+    fixed_length = True
 
     def dims(self, query_shape, key_shape):
         if len(query_shape) == 2:

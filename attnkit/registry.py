@@ -32,6 +32,7 @@ from attnkit.errors import (
     AttnkitPluginWarning,
     PluginConflictError,
     PluginLoadError,
+    SpecSlotError,
     UnknownComponentError,
     did_you_mean,
 )
@@ -409,6 +410,14 @@ class Registry:
             names = [c.name for c in self.components(k)]
             lines.append(f"valid {k}s: {', '.join(names) if names else '(none)'}")
         return "\n".join(lines)
+
+    def resolve_token(self, text: str):
+        """One component instance from one token's text, e.g. ``"local15"``."""
+        parsed = parse(text)
+        if len(parsed.tokens) != 1:
+            raise SpecSlotError(f"expected one token, got {text!r}", text, 0, len(text))
+        token = parsed.tokens[0]
+        return self.get(token.name).cls.from_token(token, text)
 
     def resolve(self, spec: str | Spec) -> Resolved:
         """Resolve spec text (or a parsed Spec) to component instances.

@@ -41,6 +41,25 @@ class Resolved:
     def __str__(self) -> str:
         return self.canonical
 
+    @classmethod
+    def of(
+        cls,
+        scorer: Scorer,
+        masks: tuple[Mask, ...] = (),
+        pooling: Pooling | None = None,
+        plugins: dict[str, str] | None = None,
+    ) -> Resolved:
+        """Assemble from instances (no registry lookup); masks are sorted, ``full`` dropped."""
+        if pooling is None:
+            from attnkit.poolings import Seq
+
+            pooling = Seq()
+        kept = tuple(sorted((m for m in masks if m.name != IDENTITY_MASK), key=str))
+        parts = [str(scorer)] + [str(m) for m in kept]
+        if str(pooling) != DEFAULT_POOLING:
+            parts.append(str(pooling))
+        return cls(scorer, kept, pooling, "+".join(parts), dict(plugins or {}))
+
 
 def fill_slots(registry: Registry, spec: Spec) -> Resolved:
     """Look every token up in ``registry`` and check the slot rules.
@@ -105,8 +124,4 @@ def fill_slots(registry: Registry, spec: Spec) -> Resolved:
             f"pooling '{pooling.name}' takes no masks; found '{mask_list[0].name}'",
             poolings[0][1],
         )
-    scorer = scorers[0][0]
-    parts = [str(scorer)] + [str(m) for m in mask_list]
-    if pooling != default_pooling:
-        parts.append(str(pooling))
-    return Resolved(scorer, tuple(mask_list), pooling, "+".join(parts), plugins)
+    return Resolved.of(scorers[0][0], tuple(mask_list), pooling, plugins)

@@ -80,6 +80,10 @@ class Dot(Scorer):
         validator=_check_scale,
     )
 
+    @classmethod
+    def examples(cls):
+        return [cls(), cls(scale="learned")]
+
     def build(self, layer, query_dim, key_dim):
         if query_dim != key_dim:
             raise ValueError(
@@ -111,6 +115,10 @@ class General(Scorer):
 
     name = "general"
     use_bias: bool = param(False, doc="add a learned scalar b", validator=_is_bool)
+
+    @classmethod
+    def examples(cls):
+        return [cls(use_bias=True)]
 
     def build(self, layer, query_dim, key_dim):
         params = {
@@ -248,6 +256,9 @@ class Dense(Scorer):
 
     name = "dense"
     use_bias: bool = param(True, doc="bias b", validator=_is_bool)
+
+    conformance_spec = "{}+gate"
+    fixed_length = True
 
     def build(self, layer, query_dim, key_dim):
         params = {

@@ -1,0 +1,161 @@
+"""The one engine behind every front end: which checks run on which component and device."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from attnkit.components import Component
+from attnkit.conformance import checks_component as _component
+from attnkit.conformance import checks_layer as _layer
+from attnkit.conformance._harness import CheckFailure, SkipCheck, Subject, on_device, subject_for
+
+__all__ = ["CHECKS", "CheckResult", "cases", "check_component", "instances", "run_case"]
+
+#: Every check, in the order they run: cheap API checks first, fresh-process saving last.
+CHECKS: tuple[Callable[[Subject, str], None], ...] = (
+    _component.check_frozen_and_hashable,
+    _component.check_name_is_valid,
+    _component.check_token_round_trip,
+    _component.check_unknown_parameter_rejected,
+    _component.check_score_shape_self,
+    _component.check_score_shape_cross,
+    _component.check_score_finite,
+    _component.check_scorer_weights_only_in_build,
+    _component.check_batch_independence,
+    _component.check_deterministic,
+    _component.check_mask_boolean_broadcast,
+    _component.check_mask_pure,
+    _component.check_mask_reach,
+    _layer.check_weights_only_in_build,
+    _layer.check_weights_sum_to_one,
+    _layer.check_masked_keys_zero,
+    _layer.check_fully_masked_row_zero,
+    _layer.check_no_future_leak,
+    _layer.check_window_respected,
+    _layer.check_padding_invariance,
+    _layer.check_gradients,
+    _layer.check_training_lowers_loss,
+    _layer.check_jit_equals_eager,
+    _layer.check_mixed_float16,
+    _layer.check_mixed_bfloat16,
+    _layer.check_config_round_trip,
+    _layer.check_save_load_fresh_process,
+    _layer.check_device_agreement,
+)
+#: Checks that start a subprocess (marked ``slow`` under pytest).
+SLOW = frozenset({"check_save_load_fresh_process"})
+DEVICES = ("cpu", "gpu")
+
+ExpectedFailures = Mapping[str, str] | Callable[[Component], Mapping[str, str]] | None
+
+
+@attrs.frozen
+class CheckResult:
+    """The outcome of one check on one component and device.
+
+    ``status`` is passed, failed, skipped, xfail (an expected failure that failed) or xpass
+    (an expected failure that passed, which counts as a failure: expected failures are strict).
+    """
+
+    component: str
+    check: str
+    device: str
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return f"{self.component}-{self.check}-{self.device}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in ("failed", "xpass")
+
+
+def instances(components: Iterable[Any]) -> list[Component]:
+    """Component instances from instances, classes (their ``examples()``) or registered names."""
+    from attnkit.registry import registry
+
+    found: list[Component] = []
+    for item in components:
+        if isinstance(item, str):
+            item = registry().get(item).cls
+        if isinstance(item, type):
+            found.extend(item.examples())
+        else:
+            found.append(item)
+    return found
+
+
+def _expected(component: Component, expected: ExpectedFailures) -> Mapping[str, str]:
+    table = expected(component) if callable(expected) else (expected or {})
+    known = {check.__name__ for check in CHECKS}
+    for name, reason in table.items():
+        if name not in known:
+            raise ValueError(f"expected_failed_checks names unknown check {name!r}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"expected failure of {name!r} needs a written reason")
+    return table
+
+
+def cases(
+    components: Iterable[Any],
+    devices: Iterable[str] = DEVICES,
+    expected_failed_checks: ExpectedFailures = None,
+) -> Iterator[tuple[Subject, Callable[[Subject, str], None], str, str | None]]:
+    """Yield (subject, check, device, expected-failure reason or None) for every case."""
+    for component in instances(components):
+        subject = subject_for(component)
+        expected = _expected(component, expected_failed_checks)
+        for check in CHECKS:
+            for device in devices:
+                yield subject, check, device, expected.get(check.__name__)
+
+
+def run_case(subject: Subject, check, device: str, expected: str | None = None) -> CheckResult:
+    """Run one case; never raises for a component's misbehaviour."""
+    start = time.perf_counter()
+    try:
+        with on_device(device):
+            check(subject, device)
+    except SkipCheck as skip:
+        status, message = "skipped", str(skip)
+    except CheckFailure as failure:
+        status, message = "failed", str(failure)
+    except Exception as error:  # a check that crashes inside the component is a failure too
+        status, message = "failed", f"{subject.label}: {type(error).__name__}: {error}"
+    else:
+        status, message = "passed", ""
+    if expected is not None and status == "failed":
+        status, message = "xfail", f"expected: {expected} ({message})"
+    elif expected is not None and status == "passed":
+        status, message = "xpass", f"expected to fail ({expected}) but passed"
+    return CheckResult(
+        subject.label, check.__name__, device, status, message, time.perf_counter() - start
+    )
+
+
+def check_component(
+    component: Any,
+    *,
+    devices: Iterable[str] = DEVICES,
+    expected_failed_checks: ExpectedFailures = None,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    """Run every check on a component (an instance, a class or a registered name), no pytest.
+
+    Returns one :class:`CheckResult` per (instance, check, device); ``on_result`` is called as
+    each finishes, for progress output.
+    """
+    results = []
+    for subject, check, device, expected in cases([component], devices, expected_failed_checks):
+        result = run_case(subject, check, device, expected)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
