@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 
 import attnkit
 from attnkit import cli, demo
+from attnkit.conformance import CHECKS
 
 BUILTINS = {
     "dot",
@@ -60,3 +66,131 @@ def test_demo_runs_every_spec(capsys):
     for spec in demo.SPECS:
         assert f"canonical {attnkit.resolve(spec).canonical!r}" in out
     assert "test accuracy" in out
+
+
+CLOSING = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$")
+
+
+def _closing(out: str) -> tuple[int, int, int]:
+    last = out.strip().splitlines()[-1]
+    match = CLOSING.match(last)
+    assert match, f"no closing line: {last!r}"
+    return tuple(int(g) for g in match.groups())
+
+
+def test_check_one_component_prints_progress_and_counts(capsys):
+    assert cli.main(["check", "local", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  local3" in out and "check_mask_reach" in out
+    passed, failed, skipped = _closing(out)
+    assert passed > 20 and failed == 0 and skipped > 0
+
+
+def test_check_gpu_without_a_gpu_skips_with_the_reason(capsys):
+    assert cli.main(["check", "causal", "--device", "gpu"]) == 0
+    out = capsys.readouterr().out
+    passed, failed, skipped = _closing(out)
+    assert (passed, failed) == (0, 0) and skipped == 2 * len(CHECKS)
+    assert "no GPU visible to the tensorflow backend" in out
+
+
+def test_check_json_and_single_check(capsys):
+    assert (
+        cli.main(
+            [
+                "check",
+                "dot",
+                "--device",
+                "cpu",
+                "--check",
+                "check_mask_reach",
+                "--check",
+                "check_score_finite",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert {r["check"] for r in report["results"]} == {"check_mask_reach", "check_score_finite"}
+    statuses = {(r["component"], r["check"]): r["status"] for r in report["results"]}
+    assert statuses[("dot", "check_score_finite")] == "passed"
+    assert statuses[("dot", "check_mask_reach")] == "skipped"
+
+
+def test_check_usage_errors(capsys):
+    assert cli.main(["check"]) == 2
+    assert cli.main(["check", "addtive"]) == 2
+    assert "did you mean 'additive'" in capsys.readouterr().err
+    assert cli.main(["check", "dot", "--check", "check_nothing"]) == 2
+
+
+BROKEN_PLUGIN = '''
+import attrs, attnkit
+from keras import ops
+
+@attrs.frozen
+class Flat(attnkit.Scorer):
+    """Returns (B, Tq) instead of (B, Tq, Tk)."""
+    name = "flat_scores"
+    def score(self, params, query, key):
+        return ops.sum(query, axis=-1)
+
+@attnkit.hookimpl
+def attnkit_add_components():
+    return [Flat]
+'''
+
+
+@pytest.mark.slow
+def test_check_exits_non_zero_on_a_failing_plugin(tmp_path):
+    """End to end through an entry point: a plugin with a broken scorer fails `attnkit check`."""
+    (tmp_path / "flat_scores_plugin.py").write_text(BROKEN_PLUGIN)
+    info = tmp_path / "attnkit_flat-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: attnkit-flat\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[attnkit]\nflat = flat_scores_plugin\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attnkit.cli",
+            "check",
+            "flat_scores",
+            "--device",
+            "cpu",
+            "--check",
+            "check_score_shape_self",
+            "--check",
+            "check_score_shape_cross",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL  flat_scores" in done.stdout
+    assert _closing(done.stdout) == (0, 2, 0)
+
+
+@pytest.mark.slow
+def test_check_all_passes_on_every_installed_component():
+    """`attnkit check --all`: every built-in and every installed plugin passes on CPU."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-m", "attnkit.cli", "check", "--all"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+    passed, failed, skipped = _closing(done.stdout)
+    assert failed == 0 and passed > 300
+    for name in BUILTINS:
+        assert re.search(rf"^PASS  {name}\b", done.stdout, re.M), name
+    for dist, name in (("attnkit-cosine", "cosine"), ("attnkit-dilated", "dilated")):
+        installed = any(d.metadata["Name"] == dist for d in metadata.distributions())
+        assert bool(re.search(rf"^PASS  {name}", done.stdout, re.M)) == installed, name
