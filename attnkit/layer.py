@@ -319,7 +319,16 @@ class AttentionLayer(keras.layers.Layer):
 def _resolve(spec: Any, plugins: dict[str, str]) -> Resolved:
     """Resolve a spec; a name that a saved config attributes to a missing plugin says so."""
     if isinstance(spec, Resolved):
-        return spec
+        if spec.plugins:
+            return spec
+        # Assembled from instances: record the plugin distributions as resolving would, so the
+        # saved config can still name what to install.
+        found = {}
+        for info in registry().components():
+            for component in (spec.scorer, *spec.masks, spec.pooling):
+                if type(component) is info.cls and not info.builtin:
+                    found[info.name] = f"{info.distribution}=={info.version}"
+        return attrs.evolve(spec, plugins=found) if found else spec
     try:
         return registry().resolve(spec)
     except UnknownComponentError as error:

@@ -27,13 +27,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import assert_close
 from keras import ops
 from keras_self_attention import (
     ScaledDotProductAttention,
     SeqSelfAttention,
     SeqWeightedAttention,
 )
+from tolerances import assert_close
 
 from attnkit import AttentionLayer
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import reference as R
 import tensorflow as tf
-from conftest import TOLERANCES, assert_close
 from keras import ops
+from tolerances import TOLERANCES, assert_close
 
 from attnkit import AttentionLayer
 

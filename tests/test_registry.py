@@ -122,6 +122,24 @@ class FakeDists:
             sys.modules.pop(name, None)
 
 
+@pytest.fixture(autouse=True)
+def only_attnkit_and_fakes(tmp_path, monkeypatch):
+    """Hide real third-party plugins installed in this environment (the example plugins are):
+    these tests count exactly what they install, and one of their fakes is also called cosine."""
+    real = importlib.metadata.entry_points
+
+    def isolated(**selection):
+        return importlib.metadata.EntryPoints(
+            ep
+            for ep in real(**selection)
+            if ep.dist is None
+            or ep.dist.metadata["Name"] == "attnkit"
+            or str(tmp_path) in str(getattr(ep.dist, "_path", ""))
+        )
+
+    monkeypatch.setattr(registry_module.metadata, "entry_points", isolated)
+
+
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     for var in (

@@ -131,6 +131,8 @@ def run_case(subject: Subject, check, device: str, expected: str | None = None) 
         status, message = "failed", f"{subject.label}: {type(error).__name__}: {error}"
     else:
         status, message = "passed", ""
+    if status == "failed" and not message.startswith(subject.label):
+        message = f"{subject.label}: {message}"  # every failure names the component
     if expected is not None and status == "failed":
         status, message = "xfail", f"expected: {expected} ({message})"
     elif expected is not None and status == "passed":

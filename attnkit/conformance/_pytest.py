@@ -29,7 +29,10 @@ class BoundCheck:
         except SkipCheck as skip:
             pytest.skip(str(skip))
         except CheckFailure as failure:
-            pytest.fail(str(failure), pytrace=False)
+            message = str(failure)
+            if not message.startswith(self.subject.label):
+                message = f"{self.subject.label}: {message}"
+            pytest.fail(message, pytrace=False)
 
     def __repr__(self) -> str:
         return f"{self.__name__}[{self.device}]"

@@ -72,20 +72,55 @@ def check_weights_sum_to_one(subject: Subject, device: str) -> None:
         raise CheckFailure(f"{subject.label}: weight rows sum to 1 +- {worst:.3g} (limit 1e-5)")
 
 
+def _visible(resolved: Resolved, mask: np.ndarray) -> np.ndarray | None:
+    """Which keys each query may see, worked out here from the mask predicates and the padding
+    (not taken from the layer): (B, Tq', Tk), or None where queries are not time steps."""
+    from keras import ops
+
+    pooling = resolved.pooling
+    steps = mask.shape[1]
+    if not pooling.accepts_masks:
+        return None
+    if pooling.many_to_one:  # the contract: one query, at the last valid step
+        last = np.where(mask, np.arange(steps), -1).max(axis=1, keepdims=True)
+        positions, query_valid = np.maximum(last, 0), last >= 0
+    else:
+        positions = np.broadcast_to(np.arange(steps), mask.shape)
+        query_valid = mask
+    visible = mask[:, None, :] & query_valid[:, :, None]
+    q_idx = ops.convert_to_tensor(positions[:, :, None].astype("int32"))
+    k_idx = ops.convert_to_tensor(np.arange(steps, dtype="int32")[None, None, :])
+    for structural in resolved.masks:
+        visible = visible & numpy(structural.allowed(q_idx, k_idx)).astype(bool)
+    return visible
+
+
 def check_masked_keys_zero(subject: Subject, device: str) -> None:
-    """Keys that are padding, or that a mask forbids, get exactly zero weight."""
+    """Padded keys and keys a mask forbids get exactly zero weight, in the weights the layer
+    uses and in the weights it returns (``return_attention=True``)."""
     x, mask = make_data()
-    _, allowed, weights = _attend(_build(subject), x, mask)
-    leaked = weights[~allowed]
-    if (leaked != 0).any():
+    layer = _build(subject, return_attention=True)
+    attended = layer.attend(x, mask=mask)
+    weights, reported = numpy(attended.weights), numpy(attended.reported)
+    visible = _visible(subject.base, mask)
+    if visible is None:  # queries are features (gate): only the padded keys are known
+        visible = np.broadcast_to(mask[:, None, :], weights.shape)
+    hidden = ~np.broadcast_to(visible, weights.shape)
+    if (weights[hidden] != 0).any():
         raise CheckFailure(
-            f"{subject.label}: {(leaked != 0).sum()} masked entries have nonzero "
-            f"weight (largest {np.abs(leaked).max():.3g})"
+            f"{subject.label}: {(weights[hidden] != 0).sum()} masked or padded "
+            f"keys have nonzero weight (up to {np.abs(weights[hidden]).max():.3g})"
         )
-    padded = weights[1][:, ~mask[1]] if weights.shape[-1] == mask.shape[1] else weights[1]
-    if (padded != 0).any():
+    if reported.shape == weights.shape:
+        shown = reported[hidden]
+    elif reported.shape == weights.shape[:1] + weights.shape[2:]:  # many-to-one: (B, Tk)
+        shown = reported[hidden[:, 0]]
+    else:
+        return  # the pooling reports another layout (gate: per feature over time)
+    if (shown != 0).any():
         raise CheckFailure(
-            f"{subject.label}: padded keys of sample 1 get weight up to {np.abs(padded).max():.3g}"
+            f"{subject.label}: the weights returned by return_attention put up "
+            f"to {np.abs(shown).max():.3g} on masked or padded keys"
         )
 
 
@@ -139,7 +174,11 @@ def check_no_future_leak(subject: Subject, device: str) -> None:
 
 
 def check_window_respected(subject: Subject, device: str) -> None:
-    """Under a bounded mask, changing steps outside a query's window leaves its output unchanged."""
+    """Under a bounded mask, changing steps outside a query's window leaves its output unchanged.
+
+    A many-to-one pooling asks with one query at the last valid step (the contract of
+    ``Pooling.prepare``), so its output may depend only on that step's window.
+    """
     component = subject.component
     if isinstance(component, Mask):
         back, ahead = component.reach()
@@ -330,7 +369,8 @@ def _tiny_model(subject: Subject, **options):
 
     steps = STEPS if subject.fixed_length else None
     inputs = keras.Input((steps, FEATURES))
-    hidden = keras.layers.Dense(FEATURES, name="project")(inputs)
+    masked = keras.layers.Masking(0.0)(inputs)  # all-zero steps are padding
+    hidden = keras.layers.Dense(FEATURES, name="project")(masked)
     attended = _build(subject, **options)(hidden)
     if len(attended.shape) == 3:
         attended = keras.layers.GlobalAveragePooling1D()(attended)
@@ -339,8 +379,15 @@ def _tiny_model(subject: Subject, **options):
     return model
 
 
+def _padded_batch() -> np.ndarray:
+    """make_data()'s batch with its padded steps set to zero, which Masking(0.0) reads as padding:
+    gradients must stay finite through padding too."""
+    x, mask = make_data()
+    return np.where(mask[..., None], x, 0.0).astype("float32")
+
+
 def check_gradients(subject: Subject, device: str) -> None:
-    """One SGD step moves every attention weight and leaves all of them finite.
+    """One SGD step on a padded batch moves every attention weight and leaves them finite.
 
     The scores pass through a sigmoid here: a bias that shifts all scores equally cancels in a
     plain softmax and rightly gets no gradient.
@@ -350,7 +397,7 @@ def check_gradients(subject: Subject, device: str) -> None:
         w for w in model.trainable_weights if "/scorer_" in w.path or "/pooling_" in w.path
     ]
     before = [numpy(w).copy() for w in attention]
-    x, _ = make_data(pad=False)
+    x = _padded_batch()
     y = np.random.RandomState(4).normal(size=(x.shape[0], 1)).astype("float32")
     model.train_on_batch(x, y)
     for weight, old in zip(attention, before, strict=True):
@@ -364,9 +411,9 @@ def check_gradients(subject: Subject, device: str) -> None:
 
 
 def check_training_lowers_loss(subject: Subject, device: str) -> None:
-    """One training step on a tiny regression task lowers the loss on that batch."""
+    """One training step on a tiny regression task (a padded batch) lowers its loss."""
     model = _tiny_model(subject)
-    x, _ = make_data(pad=False)
+    x = _padded_batch()
     y = np.random.RandomState(5).normal(size=(x.shape[0], 1)).astype("float32")
     before = float(model.evaluate(x, y, verbose=0))
     model.train_on_batch(x, y)
