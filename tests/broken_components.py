@@ -404,6 +404,18 @@ class BrokenBand(Mask):
 
 
 @attrs.frozen
+class BrokenStaticLength(Mask):
+    """Reads the number of keys from the static shape, which is None in a model built on
+    ``keras.Input((None, D))``. Caught by check_symbolic_length."""
+
+    name = "broken_static_length"
+
+    def allowed(self, q_idx, k_idx):
+        steps = int(k_idx.shape[-1])  # fails when the length is symbolic
+        return ops.less(k_idx - q_idx, steps)
+
+
+@attrs.frozen
 class BrokenIntMask(Mask):
     """Returns 0/1 integers instead of booleans. Caught by check_mask_boolean_broadcast."""
 

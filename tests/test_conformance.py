@@ -79,6 +79,7 @@ TABLE = [
     case("check_mask_pure", B.BrokenLayoutMask(), "laid out differently", G_MASK),
     case("check_mask_reach", B.BrokenLeakyCausal(), "(back=None, ahead=0)", G_CAUSAL),
     case("check_mask_reach", B.BrokenBand(), "(back=1, ahead=1) but allows", G_MASK),
+    case("check_symbolic_length", B.BrokenStaticLength(), "symbolic length", G_MASK),
     # -- in a layer -----------------------------------------------------------------------------
     case(
         "check_weights_only_in_build",

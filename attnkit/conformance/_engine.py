@@ -30,6 +30,7 @@ CHECKS: tuple[Callable[[Subject, str], None], ...] = (
     _component.check_mask_boolean_broadcast,
     _component.check_mask_pure,
     _component.check_mask_reach,
+    _layer.check_symbolic_length,
     _layer.check_weights_only_in_build,
     _layer.check_weights_sum_to_one,
     _layer.check_masked_keys_zero,

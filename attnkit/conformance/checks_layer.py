@@ -41,6 +41,7 @@ __all__ = [
     "check_no_future_leak",
     "check_padding_invariance",
     "check_save_load_fresh_process",
+    "check_symbolic_length",
     "check_training_lowers_loss",
     "check_weights_only_in_build",
     "check_weights_sum_to_one",
@@ -228,6 +229,26 @@ def check_padding_invariance(subject: Subject, device: str) -> None:
             f"{subject.label}: padding 3 more steps changed valid outputs by up to "
             f"{np.abs(long - short).max():.3g}"
         )
+
+
+def check_symbolic_length(subject: Subject, device: str) -> None:
+    """A model built on ``keras.Input((None, D))`` runs on sequences of several lengths."""
+    import keras
+
+    if subject.fixed_length:
+        raise SkipCheck(f"'{subject.label}' needs a fixed number of steps")
+    inputs = keras.Input((None, FEATURES))
+    try:
+        model = keras.Model(inputs, _build(subject)(inputs))
+        outputs = [model.predict(make_data(steps=steps)[0], verbose=0) for steps in (3, 11)]
+    except Exception as error:
+        raise CheckFailure(
+            f"{subject.label}: fails with a symbolic length (Input((None, "
+            f"{FEATURES}))): {type(error).__name__}: {error}"
+        ) from error
+    for steps, output in zip((3, 11), outputs, strict=True):
+        if not np.isfinite(output).all():
+            raise CheckFailure(f"{subject.label}: non-finite output for {steps} steps")
 
 
 def check_weights_only_in_build(subject: Subject, device: str) -> None:
