@@ -153,6 +153,11 @@ class Scorer(Component):
         """
         return {}
 
+    def pair_width(self, query_dim: int, key_dim: int) -> int:
+        """Floats the scorer holds per (query, key) pair while scoring (1 for a dot product,
+        ``units`` for an additive tanh layer); the execution plans size their chunks by it."""
+        return 1
+
     def score(self, params: dict[str, Any], query: Any, key: Any) -> Any:
         """Raw scores: query (B, Tq, Dq), key (B, Tk, Dk) -> (B, Tq, Tk)."""
         raise NotImplementedError(f"scorer {type(self).__name__} must implement score()")

@@ -8,6 +8,7 @@ import attrs
 import keras
 from keras import ops
 
+from attnkit import plans
 from attnkit.errors import (
     ComponentError,
     InputShapeError,
@@ -85,6 +86,9 @@ class AttentionLayer(keras.layers.Layer):
             (keras-self-attention's option of the same name), e.g. ``"sigmoid"``.
         attention_regularizer_weight: lambda of keras-self-attention's penalty
             ``lambda * sum_b ||A A^T - I||_F^2 / B``, with padded query rows left out.
+        plan: how to compute (see :mod:`attnkit.plans`): ``auto`` picks ``banded`` for masks
+            with a bounded reach, ``chunked`` for long fixed lengths, else ``dense``; returned
+            weights, the regulariser and many-to-one poolings always run ``dense``.
         **kwargs: the usual Layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -107,6 +111,7 @@ class AttentionLayer(keras.layers.Layer):
         seed: int | None = None,
         attention_activation: Any = None,
         attention_regularizer_weight: float = 0.0,
+        plan: str = "auto",
         **kwargs: Any,
     ) -> None:
         plugins = kwargs.pop("plugins", None)
@@ -120,6 +125,11 @@ class AttentionLayer(keras.layers.Layer):
                 "attention_regularizer_weight must be >= 0. "
                 f"Received: attention_regularizer_weight={attention_regularizer_weight!r}"
             )
+        if plan not in plans.PLANS:
+            raise ValueError(
+                f"plan must be one of {', '.join(plans.PLANS)}. Received: plan={plan!r}"
+            )
+        self.plan = plan
         self.return_attention = bool(return_attention)
         self.dropout = float(dropout)
         self.seed = seed
@@ -177,9 +187,32 @@ class AttentionLayer(keras.layers.Layer):
         pooling_params = {k: ops.cast(v, work) for k, v in self._pooling_params.items()}
         scorer_params = {k: ops.cast(v, work) for k, v in self._scorer_params.items()}
         prepared = pooling.prepare(pooling_params, query, key, query_mask)
-        scores = scorer.score(
-            scorer_params, ops.cast(prepared.query, work), ops.cast(prepared.key, work)
+        prepared = attrs.evolve(
+            prepared, query=ops.cast(prepared.query, work), key=ops.cast(prepared.key, work)
         )
+        plan = self._plan(prepared, single=not isinstance(inputs, (list, tuple)))
+        if plan != "dense":
+            dropout = None
+            if training and self.dropout > 0:
+
+                def dropout(w):
+                    return keras.random.dropout(w, self.dropout, seed=self.seed_generator)
+
+            context = plans.run(
+                plan,
+                scorer,
+                scorer_params,
+                prepared,
+                ops.cast(value, work),
+                self.resolved.masks,
+                key_valid,
+                self.attention_activation,
+                dropout,
+                scorer.pair_width(prepared.query.shape[-1], prepared.key.shape[-1]),
+            )
+            output, _ = pooling.pool(pooling_params, context, None, prepared, value)
+            return Attended(ops.cast(output, self.compute_dtype), None, None, None)
+        scores = scorer.score(scorer_params, prepared.query, prepared.key)
         self._check_scores(scores)
         scores = ops.cast(scores, work)
         if self.attention_activation is not None:
@@ -202,6 +235,23 @@ class AttentionLayer(keras.layers.Layer):
             ops.cast(reported, self.compute_dtype),
             weights,
             allowed,
+        )
+
+    def _plan(self, prepared, single: bool) -> str:
+        """The execution plan for these shapes (see attnkit.plans)."""
+        tq, tk = prepared.query.shape[1], prepared.key.shape[1]
+        pooling = self.resolved.pooling
+        return plans.choose(
+            self.plan,
+            self.resolved.masks,
+            pooling,
+            self.resolved.scorer,
+            prepared.query.shape[-1],
+            prepared.key.shape[-1],
+            tq,
+            tk,
+            needs_weights=self.return_attention or self.attention_regularizer_weight > 0,
+            same_length=single or (tq is not None and tq == tk),
         )
 
     def _unpack(self, inputs, mask):
@@ -303,6 +353,7 @@ class AttentionLayer(keras.layers.Layer):
                 else keras.activations.serialize(self.attention_activation)
             ),
             attention_regularizer_weight=self.attention_regularizer_weight,
+            plan=self.plan,
         )
         if self.resolved.plugins:
             config["plugins"] = dict(self.resolved.plugins)

@@ -166,6 +166,9 @@ class Additive(Scorer):
             params["b_a"] = layer.add_weight(name="b_a", shape=(1,), initializer="zeros")
         return params
 
+    def pair_width(self, query_dim, key_dim):
+        return self.units
+
     def score(self, params, query, key):
         q_proj = ops.matmul(query, params["w_q"])
         if self.use_additive_bias:
@@ -198,6 +201,9 @@ class Bahdanau(Scorer):
             ),
             "v": layer.add_weight(name="v", shape=(units, 1), initializer="glorot_uniform"),
         }
+
+    def pair_width(self, query_dim, key_dim):
+        return self.units or query_dim
 
     def score(self, params, query, key):
         return _additive_energy(

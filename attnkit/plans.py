@@ -1,0 +1,216 @@
+"""Execution plans: how a layer computes attention, chosen from the masks' declared structure.
+
+- ``dense``: scores for every (query, key) pair, (B, Tq, Tk); fastest for short sequences.
+- ``banded``: when the masks bound how far back and ahead a query sees (``local<w>``,
+  ``causal<w>``, any mask whose ``reach()`` is finite), each query scores only its window of
+  W = back + 1 + ahead keys, gathered as (B, T, W, D): time and memory O(B T W), linear in T.
+- ``chunked``: query blocks, each scored against only the keys the masks can allow (``causal``
+  skips the future: about half the work) and rematerialised in the backward pass, so memory is
+  O(B block Tk) instead of O(B Tq Tk), times the scorer's ``pair_width`` (``units`` for additive).
+
+A scorer needs no code for any plan: the banded plan scores each query as its own batch row
+against its window, which the conformance suite's batch-independence check guarantees is the
+same formula. All plans give the dense plan's numbers within float tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from attnkit.ops import masked_softmax
+
+__all__ = ["PLANS", "banded", "choose", "chunked", "combined_reach"]
+
+PLANS = ("auto", "dense", "banded", "chunked")
+#: Pairs x pair width per sample above which the automatic choice stops materialising
+#: every (query, key) pair at once.
+CHUNK_ABOVE = 2**22
+#: Target pairs x pair width per sample in one chunk.
+CHUNK_TARGET = 2**21
+
+
+def combined_reach(masks) -> tuple[int | None, int | None]:
+    """The reach of the AND of ``masks``: the tightest bound on each side (None = unbounded)."""
+    back = ahead = None
+    for mask in masks:
+        b, a = mask.reach()
+        back = b if back is None else (back if b is None else min(back, b))
+        ahead = a if ahead is None else (ahead if a is None else min(ahead, a))
+    return back, ahead
+
+
+def choose(
+    plan: str,
+    masks,
+    pooling,
+    scorer,
+    query_dim: int,
+    key_dim: int,
+    tq,
+    tk,
+    needs_weights: bool,
+    same_length: bool,
+) -> str:
+    """The plan to run. ``needs_weights`` (weights returned, the regulariser, a pooling that
+    reads them) and many-to-one poolings keep the dense plan; so does an unknown length for
+    ``chunked``, whose blocks are laid out when the graph is built, and queries and keys of
+    different lengths for ``banded``."""
+    if plan == "dense" or needs_weights or pooling.many_to_one or not pooling.uses_context:
+        return "dense"
+    back, ahead = combined_reach(masks)
+    bounded = back is not None and ahead is not None and same_length
+    if plan == "banded":
+        return "banded" if bounded else "dense"
+    if plan == "chunked":
+        return "chunked" if tq is not None and tk is not None else "dense"
+    if bounded and (tk is None or tk > 2 * (back + ahead + 1)):
+        return "banded"
+    if tq is not None and tk is not None:
+        if tq * tk * scorer.pair_width(query_dim, key_dim) >= CHUNK_ABOVE:
+            return "chunked"
+    return "dense"
+
+
+def _scores(scorer, params, query, key, activation):
+    scores = scorer.score(params, query, key)
+    return scores if activation is None else activation(scores)
+
+
+def _window_positions(steps_q, steps_k, back: int, width: int):
+    """Key index of every (query, offset) pair, (1, Tq, W), and whether it exists."""
+    q_idx = ops.reshape(ops.arange(steps_q, dtype="int32"), (1, -1, 1))
+    offsets = ops.reshape(ops.arange(width, dtype="int32"), (1, 1, -1))
+    k_idx = q_idx - back + offsets
+    inside = ops.logical_and(ops.greater_equal(k_idx, 0), ops.less(k_idx, steps_k))
+    return q_idx, k_idx, inside
+
+
+def _gather_windows(tensor, back: int, ahead: int, steps_q):
+    """(B, Tk, D) -> (B, Tq, W, D): for query i the rows i-back .. i+ahead (zeros outside)."""
+    padded = ops.pad(tensor, [[0, 0], [back, ahead], [0, 0]])
+    width = back + ahead + 1
+    return ops.stack([padded[:, o : o + steps_q, :] for o in range(width)], axis=2)
+
+
+def banded(scorer, params, prepared, value, masks, key_valid, activation, dropout):
+    """Context (B, Tq, Dv) scoring each query against its window only."""
+    back, ahead = combined_reach(masks)
+    width = back + ahead + 1
+    query, key = prepared.query, prepared.key
+    batch, steps_q = ops.shape(query)[0], ops.shape(query)[1]
+    steps_k = ops.shape(key)[1]
+    keys = _gather_windows(key, back, ahead, steps_q)  # (B, Tq, W, Dk)
+    values = _gather_windows(value, back, ahead, steps_q)  # (B, Tq, W, Dv)
+    q_idx, k_idx, allowed = _window_positions(steps_q, steps_k, back, width)
+    for mask in masks:
+        allowed = ops.logical_and(allowed, mask.allowed(q_idx, k_idx))
+    if key_valid is not None:
+        valid = _gather_windows(
+            ops.expand_dims(ops.cast(key_valid, "int8"), -1), back, ahead, steps_q
+        )
+        allowed = ops.logical_and(allowed, ops.greater(valid[..., 0], 0))
+    if prepared.valid is not None:
+        allowed = ops.logical_and(allowed, ops.expand_dims(prepared.valid, -1))
+    # Each query is its own batch row: (B*Tq, 1, Dq) against (B*Tq, W, Dk).
+    flat_q = ops.reshape(query, (-1, 1, ops.shape(query)[-1]))
+    flat_k = ops.reshape(keys, (-1, width, ops.shape(key)[-1]))
+    scores = ops.reshape(
+        _scores(scorer, params, flat_q, flat_k, activation), (batch, steps_q, width)
+    )
+    weights = masked_softmax(scores, allowed)
+    if dropout is not None:
+        weights = dropout(weights)
+    return ops.einsum("btw,btwd->btd", weights, values)
+
+
+def _block_size(steps_k: int, pair_width: int) -> int:
+    block = max(16, CHUNK_TARGET // max(1, steps_k * pair_width))
+    return 1 << (block.bit_length() - 1)  # a power of two
+
+
+def chunked(
+    scorer, params, prepared, value, masks, key_valid, activation, dropout, pair_width: int = 1
+):
+    """Context (B, Tq, Dv) one query block at a time, each against the keys its masks allow."""
+    query, key = prepared.query, prepared.key
+    steps_q, steps_k = int(query.shape[1]), int(key.shape[1])
+    back, ahead = combined_reach(masks)
+    block = min(_block_size(steps_k, pair_width), steps_q)
+    while -(-steps_q // block) > 256:  # keep the unrolled graph small
+        block *= 2
+    outputs = []
+    for start in range(0, steps_q, block):
+        stop = min(start + block, steps_q)
+        lo = 0 if back is None else max(0, start - back)
+        hi = steps_k if ahead is None else min(steps_k, stop - 1 + ahead + 1)
+        if hi <= lo:  # no key can be visible: a zero context, as for a fully masked row
+            outputs.append(
+                ops.zeros((ops.shape(value)[0], stop - start, value.shape[-1]), value.dtype)
+            )
+            continue
+        q_valid = None if prepared.valid is None else prepared.valid[:, start:stop]
+        k_valid = None if key_valid is None else key_valid[:, lo:hi]
+
+        names = sorted(params)
+        n_extra = (k_valid is not None) + (q_valid is not None)
+
+        # Everything the block differentiates is an argument: rematerialisation (TensorFlow's
+        # recompute_grad) gives no gradient to tensors a function captures.
+        def one_block(q, k, v, *rest, start=start, lo=lo, names=names, n_extra=n_extra):
+            valid, weights_in = rest[:n_extra], rest[n_extra:]
+            block_params = dict(zip(names, weights_in, strict=True))
+            scores = _scores(scorer, block_params, q, k, activation)
+            q_idx = ops.reshape(
+                ops.arange(start, start + ops.shape(q)[1], dtype="int32"), (1, -1, 1)
+            )
+            k_idx = ops.reshape(ops.arange(lo, lo + ops.shape(k)[1], dtype="int32"), (1, 1, -1))
+            allowed = None
+            for mask in masks:
+                visible = mask.allowed(q_idx, k_idx)
+                allowed = visible if allowed is None else ops.logical_and(allowed, visible)
+            for extra in valid:
+                allowed = extra if allowed is None else ops.logical_and(allowed, extra)
+            weights = masked_softmax(scores, allowed)
+            if dropout is not None:
+                weights = dropout(weights)
+            return ops.matmul(weights, v)
+
+        extras = []
+        if k_valid is not None:
+            extras.append(ops.expand_dims(k_valid, 1))
+        if q_valid is not None:
+            extras.append(ops.expand_dims(q_valid, -1))
+        compute = one_block if dropout is not None else keras.remat(one_block)
+        outputs.append(
+            compute(
+                query[:, start:stop],
+                key[:, lo:hi],
+                value[:, lo:hi],
+                *extras,
+                *(params[name] for name in names),
+            )
+        )
+    return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
+
+
+def run(
+    plan: str,
+    scorer,
+    params,
+    prepared,
+    value,
+    masks,
+    key_valid,
+    activation,
+    dropout,
+    pair_width: int = 1,
+) -> Any:
+    """Context (B, Tq, Dv) by the banded or chunked plan."""
+    if plan == "banded":
+        return banded(scorer, params, prepared, value, masks, key_valid, activation, dropout)
+    return chunked(
+        scorer, params, prepared, value, masks, key_valid, activation, dropout, pair_width
+    )

@@ -1,0 +1,186 @@
+"""Execution plans: banded and chunked give the dense plan's numbers and gradients, for every
+built-in scorer, under the masks that select them, eager and under jit; the choice is automatic."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+import attnkit
+from attnkit import plans
+
+SCORERS = [
+    "dot",
+    "dot(scale=learned)",
+    "general(use_bias=true)",
+    "additive",
+    "bahdanau",
+    "gaussian",
+]
+BANDED_MASKS = ["local4", "local15", "causal3", "local5+causal"]
+CHUNKED_MASKS = ["", "causal", "local5", "causal3"]
+STEPS, FEATURES = 37, 6
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """Chunks of 16 queries at these lengths, so the chunked plan really runs several blocks."""
+    monkeypatch.setattr(plans, "CHUNK_TARGET", 16)
+
+
+def _data(seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.uniform(-1.5, 1.5, (3, STEPS, FEATURES)).astype("float32")
+    mask = np.ones((3, STEPS), bool)
+    mask[1, 25:] = False
+    mask[2] = False  # a sample with nothing visible: zeros on every plan
+    return x, mask
+
+
+def _pair(spec: str, plan: str, **options):
+    dense = attnkit.AttentionLayer(spec, plan="dense", **options)
+    other = attnkit.AttentionLayer(spec, plan=plan, **options)
+    for layer in (dense, other):
+        layer.build((None, STEPS, FEATURES))
+    for target, source in zip(other.weights, dense.weights, strict=True):
+        target.assign(source)
+    return dense, other
+
+
+def _grads(layer, x, mask):
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = layer(x, mask=mask)
+        loss = tf.reduce_sum(out * np.linspace(-1, 1, out.shape[-1], dtype="float32"))
+    return [ops.convert_to_numpy(g) for g in tape.gradient(loss, [x, *layer.trainable_weights])]
+
+
+def _check_equal(spec, plan, masks):
+    full = "+".join(p for p in (spec, masks) if p)
+    dense, other = _pair(full, plan)
+    x, mask = _data()
+    assert other._plan(_prepared(x), True) == plan, full
+    expected, got = (
+        ops.convert_to_numpy(dense(x, mask=mask)),
+        ops.convert_to_numpy(other(x, mask=mask)),
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-6)
+    assert (got[2] == 0).all() and (got[1, 25:] == 0).all()
+    for g_dense, g_other in zip(_grads(dense, x, mask), _grads(other, x, mask), strict=True):
+        assert np.isfinite(g_other).all()
+        np.testing.assert_allclose(g_other, g_dense, rtol=1e-4, atol=1e-5)
+
+
+def _prepared(x):
+    tensor = ops.convert_to_tensor(x)
+    return attnkit.Prepared(tensor, tensor, None)
+
+
+@pytest.mark.parametrize("masks", BANDED_MASKS)
+@pytest.mark.parametrize("spec", SCORERS)
+def test_banded_equals_dense(spec, masks):
+    _check_equal(spec, "banded", masks)
+
+
+@pytest.mark.parametrize("masks", CHUNKED_MASKS)
+@pytest.mark.parametrize("spec", SCORERS)
+def test_chunked_equals_dense(spec, masks):
+    _check_equal(spec, "chunked", masks)
+
+
+@pytest.mark.parametrize(
+    "plan, spec",
+    [
+        ("banded", "additive+local5"),
+        ("chunked", "dot+causal"),
+        ("banded", "gaussian+causal3"),
+        ("chunked", "additive"),
+    ],
+)
+def test_jit_compile_on_every_plan(plan, spec):
+    dense, other = _pair(spec, plan)
+    inputs = keras.Input((STEPS, FEATURES))
+    model = keras.Model(inputs, other(inputs))
+    model.compile(jit_compile=True)
+    x, _ = _data()
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), ops.convert_to_numpy(dense(x)), rtol=1e-5, atol=2e-6
+    )
+
+
+def test_banded_works_with_a_symbolic_length():
+    inputs = keras.Input((None, FEATURES))
+    layer = attnkit.AttentionLayer("additive+local5", plan="banded")
+    model = keras.Model(inputs, layer(inputs))
+    for steps in (4, 9, 30):
+        x = np.random.RandomState(steps).randn(2, steps, FEATURES).astype("float32")
+        reference = attnkit.AttentionLayer("additive+local5", plan="dense")
+        reference.build((None, None, FEATURES))
+        for target, source in zip(reference.weights, layer.weights, strict=True):
+            target.assign(source)
+        np.testing.assert_allclose(
+            model.predict(x, verbose=0), ops.convert_to_numpy(reference(x)), rtol=1e-5, atol=2e-6
+        )
+
+
+def test_training_with_dropout_runs_on_every_plan():
+    x, mask = _data()
+    for plan in ("banded", "chunked"):
+        layer = attnkit.AttentionLayer("dot+local5", plan=plan, dropout=0.3, seed=1)
+        out = ops.convert_to_numpy(layer(x, mask=mask, training=True))
+        assert np.isfinite(out).all() and (out[2] == 0).all()
+
+
+class TestChoice:
+    """``auto`` picks by the masks' reach and the size of the work, never by scorer name."""
+
+    def choose(self, spec, tq, tk=None, **kw):
+        resolved = attnkit.resolve(spec)
+        return plans.choose(
+            "auto",
+            resolved.masks,
+            resolved.pooling,
+            resolved.scorer,
+            64,
+            64,
+            tq,
+            tq if tk is None else tk,
+            kw.get("needs_weights", False),
+            kw.get("same_length", True),
+        )
+
+    def test_bounded_masks_go_banded(self):
+        assert self.choose("additive+local15", 1024) == "banded"
+        assert self.choose("dot+causal15", None) == "banded"
+        assert self.choose("dot+local15+causal", 4096) == "banded"
+
+    def test_short_sequences_stay_dense(self):
+        assert self.choose("additive+local15", 20) == "dense"
+        assert self.choose("dot+causal", 512) == "dense"
+
+    def test_long_or_wide_go_chunked(self, monkeypatch):
+        monkeypatch.setattr(plans, "CHUNK_ABOVE", 2**22)
+        assert self.choose("dot+causal", 4096) == "chunked"
+        assert self.choose("dot", 1024) == "dense"
+        assert self.choose("additive", 1024) == "chunked"  # units=32 pairs of floats per pair
+
+    def test_weights_and_many_to_one_force_dense(self):
+        assert self.choose("additive+local15", 1024, needs_weights=True) == "dense"
+        assert self.choose("bahdanau+local15+last", 1024) == "dense"
+        assert self.choose("dot+local15", None, same_length=False) == "dense"
+        assert self.choose("dot+causal", None) == "dense"  # chunks need a known length
+
+    def test_return_attention_runs_dense_with_the_full_matrix(self):
+        layer = attnkit.AttentionLayer("dot+local3", return_attention=True, plan="banded")
+        _, weights = layer(np.zeros((1, 40, 4), "float32"))
+        assert tuple(weights.shape) == (1, 40, 40)
+
+    def test_plan_is_validated_and_saved(self):
+        with pytest.raises(ValueError, match="plan must be one of"):
+            attnkit.AttentionLayer("dot", plan="fast")
+        layer = attnkit.AttentionLayer("dot+causal", plan="chunked")
+        assert attnkit.AttentionLayer.from_config(layer.get_config()).plan == "chunked"
