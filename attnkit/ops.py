@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from keras import ops
 
 __all__ = ["as_bool_mask", "masked_softmax", "score_dtype"]
@@ -18,30 +19,27 @@ def masked_softmax(scores: Any, allowed: Any = None) -> Any:
     """Softmax over the last axis restricted to the allowed entries.
 
     ``w_ij = allowed_ij * exp(s_ij - m_i) / sum_j(allowed_ij * exp(s_ij - m_i))``, where m_i is
-    the maximum over the row's *allowed* scores only.
+    the maximum over the row's *allowed* scores.
 
-    Masked scores are replaced (with ``where``), never shifted by a constant, so a huge, infinite
-    or NaN score behind the mask changes nothing, in value or gradient. A row with no allowed
-    entry gives exact zeros, never NaN, in every dtype.
+    Masked scores are replaced (with ``where``) by ``-0.7 * finfo(dtype).max`` before the
+    backend's fused softmax and their weights set to exactly zero after it, never shifted by a
+    constant: a huge, infinite or NaN score behind the mask changes nothing, in value or
+    gradient, and the replacement is below every finite score, so the row maximum is taken over
+    the allowed entries. A row with no allowed entry gives exact zeros, never NaN.
 
     Args:
         scores: (..., Tk) floating scores; use float32 or wider for 16-bit policies.
         allowed: boolean, broadcastable to ``scores``; None allows everything.
     """
+    single = scores.shape[-1] == 1  # ops.softmax warns on a length-1 axis; the answer is 1
     if allowed is None:
-        peak = ops.stop_gradient(ops.max(scores, axis=-1, keepdims=True))
-        exp = ops.exp(scores - peak)
-        return exp / ops.sum(exp, axis=-1, keepdims=True)
-    allowed = ops.broadcast_to(allowed, ops.shape(scores))
-    # The row max over allowed entries only (keras-self-attention takes it over all entries, so
-    # a masked key with the largest score underflows every visible one). Softmax is invariant to
-    # the shift, so no gradient needs to flow through it.
-    peak = ops.max(ops.where(allowed, scores, float("-inf")), axis=-1, keepdims=True)
-    peak = ops.stop_gradient(ops.where(ops.isfinite(peak), peak, ops.zeros_like(peak)))
-    shifted = ops.where(allowed, scores, peak) - peak
-    exp = ops.where(allowed, ops.exp(shifted), ops.zeros_like(shifted))
-    total = ops.sum(exp, axis=-1, keepdims=True)
-    return exp / ops.where(total > 0, total, ops.ones_like(total))
+        return ops.exp(scores - scores) if single else ops.softmax(scores, axis=-1)
+    # Scalars, not full tensors, on the masked side: where() broadcasts, and nothing of the
+    # scores' size is allocated beyond the two results.
+    low = ops.cast(-0.7 * float(np.finfo(str(ops.dtype(scores))).max), scores.dtype)
+    shifted = ops.where(allowed, scores, low)
+    weights = ops.exp(shifted - shifted) if single else ops.softmax(shifted, axis=-1)
+    return ops.where(allowed, weights, ops.cast(0, weights.dtype))
 
 
 def as_bool_mask(mask: Any) -> Any:
