@@ -36,7 +36,8 @@ def masked_softmax(scores: Any, allowed: Any = None) -> Any:
         return ops.exp(scores - scores) if single else ops.softmax(scores, axis=-1)
     # Scalars, not full tensors, on the masked side: where() broadcasts, and nothing of the
     # scores' size is allocated beyond the two results.
-    low = ops.cast(-0.7 * float(np.finfo(str(ops.dtype(scores))).max), scores.dtype)
+    dtype = str(ops.dtype(scores))
+    low = ops.convert_to_tensor(np.asarray(-0.7 * np.finfo(dtype).max, dtype=dtype))
     shifted = ops.where(allowed, scores, low)
     weights = ops.exp(shifted - shifted) if single else ops.softmax(shifted, axis=-1)
     return ops.where(allowed, weights, ops.cast(0, weights.dtype))

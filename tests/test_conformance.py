@@ -80,6 +80,7 @@ TABLE = [
     case("check_mask_reach", B.BrokenLeakyCausal(), "(back=None, ahead=0)", G_CAUSAL),
     case("check_mask_reach", B.BrokenBand(), "(back=1, ahead=1) but allows", G_MASK),
     case("check_symbolic_length", B.BrokenStaticLength(), "symbolic length", G_MASK),
+    case("check_plans_agree", B.BrokenBand(), "the banded plan differs from the dense", G_MASK),
     # -- in a layer -----------------------------------------------------------------------------
     case(
         "check_weights_only_in_build",
@@ -87,7 +88,7 @@ TABLE = [
         "You cannot add new elements of state",  # Keras' lock on a built layer trips first
         G_POOL,
     ),
-    case("check_weights_sum_to_one", B.BrokenThreshold(), "sum to 1 +- 1 ", G_SCORER),
+    case("check_weights_sum_to_one", B.BrokenThreshold(), "weight rows sum to 1 +-", G_SCORER),
     case("check_weights_sum_to_one", B.BrokenNaN(), "sum to 1 +- nan", G_SCORER),
     case(
         "check_masked_keys_zero",

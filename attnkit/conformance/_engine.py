@@ -38,6 +38,7 @@ CHECKS: tuple[Callable[[Subject, str], None], ...] = (
     _layer.check_no_future_leak,
     _layer.check_window_respected,
     _layer.check_padding_invariance,
+    _layer.check_plans_agree,
     _layer.check_gradients,
     _layer.check_training_lowers_loss,
     _layer.check_jit_equals_eager,

@@ -40,6 +40,7 @@ __all__ = [
     "check_mixed_float16",
     "check_no_future_leak",
     "check_padding_invariance",
+    "check_plans_agree",
     "check_save_load_fresh_process",
     "check_symbolic_length",
     "check_training_lowers_loss",
@@ -50,6 +51,9 @@ __all__ = [
 
 
 def _build(subject: Subject, resolved: Resolved | None = None, **options):
+    """A layer on the dense plan unless asked: the checks judge what the predicates say;
+    check_plans_agree then holds every other plan to the dense one."""
+    options.setdefault("plan", "dense")
     steps = STEPS if subject.fixed_length else None
     return layer_for(resolved or subject.base, steps=steps, **options)
 
@@ -229,6 +233,43 @@ def check_padding_invariance(subject: Subject, device: str) -> None:
             f"{subject.label}: padding 3 more steps changed valid outputs by up to "
             f"{np.abs(long - short).max():.3g}"
         )
+
+
+def check_plans_agree(subject: Subject, device: str) -> None:
+    """The banded and chunked execution plans give the dense plan's outputs (atol 1e-5).
+
+    The banded plan only looks inside the window the masks declare with ``reach()``, so a
+    mask whose predicate allows more than it declares fails here.
+    """
+    from attnkit import plans
+
+    tried = 0
+    for resolved in (subject.base, subject.causal, subject.local):
+        if resolved is None or resolved.pooling.many_to_one or not resolved.pooling.uses_context:
+            continue
+        reference = _build(subject, resolved)
+        x, mask = make_data(steps=STEPS)
+        expected = numpy(reference(x, mask=mask))
+        for plan in ("banded", "chunked"):
+            layer = _build(subject, resolved, plan=plan)
+            copy_weights(reference, layer)
+            back, ahead = plans.combined_reach(resolved.masks)
+            if plan == "banded" and (back is None or ahead is None):
+                continue
+            tried += 1
+            saved = plans.CHUNK_TARGET
+            plans.CHUNK_TARGET = 1  # several small blocks even at this length
+            try:
+                got = numpy(layer(x, mask=mask))
+            finally:
+                plans.CHUNK_TARGET = saved
+            if not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
+                raise CheckFailure(
+                    f"{subject.label} in '{resolved}': the {plan} plan differs from the dense "
+                    f"plan by up to {np.abs(got - expected).max():.3g}"
+                )
+    if not tried:
+        raise SkipCheck(f"'{subject.label}' runs on the dense plan only")
 
 
 def check_symbolic_length(subject: Subject, device: str) -> None:
