@@ -30,6 +30,8 @@ PLANS = ("auto", "dense", "banded", "chunked")
 CHUNK_ABOVE = 2**22
 #: Target pairs x pair width per sample in one chunk.
 CHUNK_TARGET = 2**21
+#: Floats per sample the banded plan may gather before bounded masks switch to chunks.
+BANDED_MAX = 2**26
 
 
 def combined_reach(masks) -> tuple[int | None, int | None]:
@@ -67,6 +69,13 @@ def choose(
     if plan == "chunked":
         return "chunked" if tq is not None and tk is not None else "dense"
     if bounded and (tk is None or tk > 2 * (back + ahead + 1)):
+        # Gathered windows cost T x W x (Dq + Dk + pair width) floats per sample; past
+        # BANDED_MAX that memory is better spent one rematerialised block at a time.
+        gathered = (back + ahead + 1) * (
+            query_dim + key_dim + scorer.pair_width(query_dim, key_dim)
+        )
+        if tq is not None and tk is not None and tq * gathered > BANDED_MAX:
+            return "chunked"
         return "banded"
     if tq is not None and tk is not None:
         if tq * tk * scorer.pair_width(query_dim, key_dim) >= CHUNK_ABOVE:
@@ -126,9 +135,17 @@ def banded(scorer, params, prepared, value, masks, key_valid, activation, dropou
     return ops.einsum("btw,btwd->btd", weights, values)
 
 
-def _block_size(steps_k: int, pair_width: int) -> int:
-    block = max(16, CHUNK_TARGET // max(1, steps_k * pair_width))
-    return 1 << (block.bit_length() - 1)  # a power of two
+def _block_size(steps_k: int, pair_width: int, reach: int | None = None) -> int:
+    """The largest power-of-two query block whose key span x pair width fits CHUNK_TARGET.
+
+    With a bounded reach a block of b queries sees at most b + reach keys, so long sequences
+    under ``local<w>`` stay linear in T."""
+    block = 16
+    while True:
+        span = steps_k if reach is None else min(steps_k, 2 * block + reach)
+        if 2 * block * span * pair_width > CHUNK_TARGET:
+            return block
+        block *= 2
 
 
 def chunked(
@@ -138,7 +155,8 @@ def chunked(
     query, key = prepared.query, prepared.key
     steps_q, steps_k = int(query.shape[1]), int(key.shape[1])
     back, ahead = combined_reach(masks)
-    block = min(_block_size(steps_k, pair_width), steps_q)
+    reach = None if back is None or ahead is None else back + ahead
+    block = min(_block_size(steps_k, pair_width, reach), steps_q)
     while -(-steps_q // block) > 256:  # keep the unrolled graph small
         block *= 2
     outputs = []
