@@ -8,12 +8,20 @@ from typing import Any
 
 import attrs
 
-from attnkit.components import Component
+from attnkit.components import Component, Mask, Scorer
 from attnkit.conformance import checks_component as _component
 from attnkit.conformance import checks_layer as _layer
 from attnkit.conformance._harness import CheckFailure, SkipCheck, Subject, on_device, subject_for
 
-__all__ = ["CHECKS", "CheckResult", "cases", "check_component", "instances", "run_case"]
+__all__ = [
+    "CHECKS",
+    "CheckResult",
+    "applies",
+    "cases",
+    "check_component",
+    "instances",
+    "run_case",
+]
 
 #: Every check, in the order they run: cheap API checks first, fresh-process saving last.
 CHECKS: tuple[Callable[[Subject, str], None], ...] = (
@@ -48,6 +56,20 @@ CHECKS: tuple[Callable[[Subject, str], None], ...] = (
     _layer.check_save_load_fresh_process,
     _layer.check_device_agreement,
 )
+#: Checks about one kind of component: other kinds are not asked them at all.
+KIND_ONLY = {
+    "check_score_shape_self": Scorer,
+    "check_score_shape_cross": Scorer,
+    "check_score_finite": Scorer,
+    "check_scorer_weights_only_in_build": Scorer,
+    "check_batch_independence": Scorer,
+    "check_deterministic": Scorer,
+    "check_mask_boolean_broadcast": Mask,
+    "check_mask_pure": Mask,
+    "check_mask_reach": Mask,
+}
+#: Checks that only have a meaning on one device.
+DEVICE_ONLY = {"check_device_agreement": "gpu"}
 #: Checks that start a subprocess (marked ``slow`` under pytest).
 SLOW = frozenset({"check_save_load_fresh_process"})
 DEVICES = ("cpu", "gpu")
@@ -77,6 +99,14 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return self.status not in ("failed", "xpass")
+
+
+def applies(check, component: Component, device: str) -> bool:
+    """Whether ``check`` is asked of ``component`` on ``device`` (scorer checks of scorers, ...)."""
+    kind = KIND_ONLY.get(check.__name__)
+    if kind is not None and not isinstance(component, kind):
+        return False
+    return DEVICE_ONLY.get(check.__name__, device) == device
 
 
 def instances(components: Iterable[Any]) -> list[Component]:
@@ -116,7 +146,8 @@ def cases(
         expected = _expected(component, expected_failed_checks)
         for check in CHECKS:
             for device in devices:
-                yield subject, check, device, expected.get(check.__name__)
+                if applies(check, component, device):
+                    yield subject, check, device, expected.get(check.__name__)
 
 
 def run_case(subject: Subject, check, device: str, expected: str | None = None) -> CheckResult:
