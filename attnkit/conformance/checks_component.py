@@ -150,24 +150,23 @@ def _scores(scorer: Scorer, tq: int, tk: int, seed: int = 0, batch: int = BATCH)
     return numpy(out), (host, params, query, key)
 
 
+def _expect_score_shape(subject: Subject, tq: int, tk: int) -> None:
+    scores, _ = _scores(_scorer(subject), tq, tk)
+    if scores.shape != (BATCH, tq, tk):
+        raise CheckFailure(
+            f"{subject.label}: scores of shape {scores.shape}, expected {(BATCH, tq, tk)} "
+            f"for queries (B, Tq, D) = {(BATCH, tq, FEATURES)} and keys {(BATCH, tk, FEATURES)}"
+        )
+
+
 def check_score_shape_self(subject: Subject, device: str) -> None:
     """score() of (B, T, D) against itself is (B, T, T)."""
-    scores, _ = _scores(_scorer(subject), 5, 5)
-    if scores.shape != (BATCH, 5, 5):
-        raise CheckFailure(
-            f"{subject.label}: scores of shape {scores.shape}, expected "
-            f"{(BATCH, 5, 5)} for queries and keys (B, T, D) = {(BATCH, 5, 4)}"
-        )
+    _expect_score_shape(subject, 5, 5)
 
 
 def check_score_shape_cross(subject: Subject, device: str) -> None:
     """score() of (B, Tq, D) against (B, Tk, D) with Tq != Tk is (B, Tq, Tk)."""
-    scores, _ = _scores(_scorer(subject), 3, 6)
-    if scores.shape != (BATCH, 3, 6):
-        raise CheckFailure(
-            f"{subject.label}: scores of shape {scores.shape}, expected "
-            f"{(BATCH, 3, 6)} for Tq=3, Tk=6"
-        )
+    _expect_score_shape(subject, 3, 6)
 
 
 def check_score_finite(subject: Subject, device: str) -> None:
