@@ -209,6 +209,7 @@ class AttentionLayer(keras.layers.Layer):
                 self.attention_activation,
                 dropout,
                 scorer.pair_width(prepared.query.shape[-1], prepared.key.shape[-1]),
+                training=bool(training),
             )
             output, _ = pooling.pool(pooling_params, context, None, prepared, value)
             return Attended(ops.cast(output, self.compute_dtype), None, None, None)

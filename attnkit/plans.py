@@ -20,6 +20,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from attnkit.fusion import fused
 from attnkit.ops import masked_softmax
 
 __all__ = ["PLANS", "banded", "choose", "chunked", "combined_reach"]
@@ -149,7 +150,16 @@ def _block_size(steps_k: int, pair_width: int, reach: int | None = None) -> int:
 
 
 def chunked(
-    scorer, params, prepared, value, masks, key_valid, activation, dropout, pair_width: int = 1
+    scorer,
+    params,
+    prepared,
+    value,
+    masks,
+    key_valid,
+    activation,
+    dropout,
+    pair_width: int = 1,
+    training: bool = False,
 ):
     """Context (B, Tq, Dv) one query block at a time, each against the keys its masks allow."""
     query, key = prepared.query, prepared.key
@@ -201,7 +211,12 @@ def chunked(
             extras.append(ops.expand_dims(k_valid, 1))
         if q_valid is not None:
             extras.append(ops.expand_dims(q_valid, -1))
-        compute = one_block if dropout is not None else keras.remat(one_block)
+        if dropout is not None:
+            compute = one_block
+        elif training:
+            compute = keras.remat(one_block)
+        else:
+            compute = fused(one_block)
         outputs.append(
             compute(
                 query[:, start:stop],
@@ -225,10 +240,11 @@ def run(
     activation,
     dropout,
     pair_width: int = 1,
+    training: bool = False,
 ) -> Any:
     """Context (B, Tq, Dv) by the banded or chunked plan."""
     if plan == "banded":
         return banded(scorer, params, prepared, value, masks, key_valid, activation, dropout)
     return chunked(
-        scorer, params, prepared, value, masks, key_valid, activation, dropout, pair_width
+        scorer, params, prepared, value, masks, key_valid, activation, dropout, pair_width, training
     )

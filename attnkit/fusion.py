@@ -1,0 +1,26 @@
+"""Backend-specific compilation of the chunked plan's block function for inference.
+
+A block's pairwise work (``tanh(W q_i + U k_j)`` for additive scorers, the mask and the
+softmax for every scorer) is elementwise over B x block x Tk (x units) values; run op by op,
+each intermediate is written to memory and read back. Under JAX the whole step is already one
+XLA computation, so those ops fuse. TensorFlow runs a graph op by op on CPU unless asked, so
+there a block's inference pass is compiled with XLA. Training keeps TensorFlow's own kernels
+under ``keras.remat``: XLA's gradients of these fusions measured slower, and a custom
+gradient that recomputed op by op lost the bounded memory (benchmarks/README.md).
+This is the only module of attnkit that imports a backend.
+"""
+
+from __future__ import annotations
+
+import keras
+
+__all__ = ["fused"]
+
+
+def fused(fn):
+    """``fn`` compiled into fused kernels where the backend would otherwise run it op by op."""
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    import tensorflow as tf
+
+    return tf.function(fn, jit_compile=True, autograph=False)
