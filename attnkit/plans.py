@@ -15,9 +15,11 @@ same formula. All plans give the dense plan's numbers within float tolerance.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from attnkit.fusion import fused
@@ -30,7 +32,7 @@ PLANS = ("auto", "dense", "banded", "chunked")
 #: every (query, key) pair at once.
 CHUNK_ABOVE = 2**22
 #: Target pairs x pair width per sample in one chunk.
-CHUNK_TARGET = 2**21
+CHUNK_TARGET = 2**19
 #: Floats per sample the banded plan may gather before bounded masks switch to chunks.
 BANDED_MAX = 2**26
 
@@ -169,6 +171,41 @@ def chunked(
     block = min(_block_size(steps_k, pair_width, reach), steps_q)
     while -(-steps_q // block) > 256:  # keep the unrolled graph small
         block *= 2
+    names = sorted(params)
+
+    # Everything the block differentiates is an argument: rematerialisation (TensorFlow's
+    # recompute_grad) gives no gradient to tensors a function captures. The block's first
+    # query and key indices are arguments too, so one traced function serves every block of
+    # the same shape.
+    def one_block(q, k, v, first, *rest, n_extra=0):
+        valid, weights_in = rest[:n_extra], rest[n_extra:]
+        block_params = dict(zip(names, weights_in, strict=True))
+        scores = _scores(scorer, block_params, q, k, activation)
+        q_idx = ops.reshape(first[0] + ops.arange(ops.shape(q)[1], dtype="int32"), (1, -1, 1))
+        k_idx = ops.reshape(first[1] + ops.arange(ops.shape(k)[1], dtype="int32"), (1, 1, -1))
+        allowed = None
+        for mask in masks:
+            visible = mask.allowed(q_idx, k_idx)
+            allowed = visible if allowed is None else ops.logical_and(allowed, visible)
+        for extra in valid:
+            allowed = extra if allowed is None else ops.logical_and(allowed, extra)
+        weights = masked_softmax(scores, allowed)
+        if dropout is not None:
+            weights = dropout(weights)
+        return ops.matmul(weights, v)
+
+    n_extra = (key_valid is not None) + (prepared.valid is not None)
+    block_fn = functools.partial(one_block, n_extra=n_extra)
+    if dropout is not None:
+        compute = block_fn
+    elif training:
+        compute = keras.remat(block_fn)
+    elif pair_width > 1:
+        # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain product's
+        # time is its matmuls, which the backend's own kernels do best.
+        compute = fused(block_fn)
+    else:
+        compute = block_fn
     outputs = []
     for start in range(0, steps_q, block):
         stop = min(start + block, steps_q)
@@ -179,49 +216,17 @@ def chunked(
                 ops.zeros((ops.shape(value)[0], stop - start, value.shape[-1]), value.dtype)
             )
             continue
-        q_valid = None if prepared.valid is None else prepared.valid[:, start:stop]
-        k_valid = None if key_valid is None else key_valid[:, lo:hi]
-
-        names = sorted(params)
-        n_extra = (k_valid is not None) + (q_valid is not None)
-
-        # Everything the block differentiates is an argument: rematerialisation (TensorFlow's
-        # recompute_grad) gives no gradient to tensors a function captures.
-        def one_block(q, k, v, *rest, start=start, lo=lo, names=names, n_extra=n_extra):
-            valid, weights_in = rest[:n_extra], rest[n_extra:]
-            block_params = dict(zip(names, weights_in, strict=True))
-            scores = _scores(scorer, block_params, q, k, activation)
-            q_idx = ops.reshape(
-                ops.arange(start, start + ops.shape(q)[1], dtype="int32"), (1, -1, 1)
-            )
-            k_idx = ops.reshape(ops.arange(lo, lo + ops.shape(k)[1], dtype="int32"), (1, 1, -1))
-            allowed = None
-            for mask in masks:
-                visible = mask.allowed(q_idx, k_idx)
-                allowed = visible if allowed is None else ops.logical_and(allowed, visible)
-            for extra in valid:
-                allowed = extra if allowed is None else ops.logical_and(allowed, extra)
-            weights = masked_softmax(scores, allowed)
-            if dropout is not None:
-                weights = dropout(weights)
-            return ops.matmul(weights, v)
-
         extras = []
-        if k_valid is not None:
-            extras.append(ops.expand_dims(k_valid, 1))
-        if q_valid is not None:
-            extras.append(ops.expand_dims(q_valid, -1))
-        if dropout is not None:
-            compute = one_block
-        elif training:
-            compute = keras.remat(one_block)
-        else:
-            compute = fused(one_block)
+        if key_valid is not None:
+            extras.append(ops.expand_dims(key_valid[:, lo:hi], 1))
+        if prepared.valid is not None:
+            extras.append(ops.expand_dims(prepared.valid[:, start:stop], -1))
         outputs.append(
             compute(
                 query[:, start:stop],
                 key[:, lo:hi],
                 value[:, lo:hi],
+                ops.convert_to_tensor(np.array([start, lo], dtype="int32")),
                 *extras,
                 *(params[name] for name in names),
             )
