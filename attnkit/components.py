@@ -186,7 +186,7 @@ class Mask(Component):
         return (None, None)
 
 
-@attrs.frozen
+@attrs.define  # not frozen: torch.compile (dynamo) cannot trace object.__setattr__
 class Prepared:
     """What a pooling hands to the scorer: the queries it asks with and where they stand.
 

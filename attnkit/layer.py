@@ -24,7 +24,7 @@ from attnkit.spec import parse
 __all__ = ["Attended", "AttentionLayer"]
 
 
-@attrs.frozen
+@attrs.define  # not frozen: torch.compile (dynamo) cannot trace object.__setattr__
 class Attended:
     """What one pass of the layer computed.
 
@@ -240,7 +240,9 @@ class AttentionLayer(keras.layers.Layer):
 
     def _plan(self, prepared, single: bool) -> str:
         """The execution plan for these shapes (see attnkit.plans)."""
-        tq, tk = prepared.query.shape[1], prepared.key.shape[1]
+        # A length is known only when it is a Python int: JAX traces symbolic shapes with
+        # jax.export dimension expressions, which refuse inconclusive comparisons.
+        tq, tk = (_static(prepared.query.shape[1]), _static(prepared.key.shape[1]))
         pooling = self.resolved.pooling
         return plans.choose(
             self.plan,
@@ -399,6 +401,11 @@ def _resolve(spec: Any, plugins: dict[str, str]) -> Resolved:
                     else f"install it: pip install '{dist}'",
                 ) from error
         raise
+
+
+def _static(dim):
+    """``dim`` as an int, or None when it is unknown or symbolic."""
+    return dim if isinstance(dim, int) else None
 
 
 def _zero_padding(tensor, valid):

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import keras
 import pytest
 
 import attnkit
@@ -99,7 +100,7 @@ def test_check_gpu_without_a_gpu_skips_with_the_reason(capsys):
 
     asked = sum(applies(c, m, "gpu") for c in CHECKS for m in Causal.examples())
     assert (passed, failed) == (0, 0) and skipped == asked
-    assert "no GPU visible to the tensorflow backend" in out
+    assert f"no GPU visible to the {keras.backend.backend()} backend" in out
 
 
 def test_check_json_and_single_check(capsys):

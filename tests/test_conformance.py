@@ -79,7 +79,16 @@ TABLE = [
     case("check_mask_pure", B.BrokenLayoutMask(), "laid out differently", G_MASK),
     case("check_mask_reach", B.BrokenLeakyCausal(), "(back=None, ahead=0)", G_CAUSAL),
     case("check_mask_reach", B.BrokenBand(), "(back=1, ahead=1) but allows", G_MASK),
-    case("check_symbolic_length", B.BrokenStaticLength(), "symbolic length", G_MASK),
+    case(
+        "check_symbolic_length",
+        B.BrokenStaticLength(),
+        "symbolic length",
+        G_MASK,
+        marks=pytest.mark.skipif(
+            keras.backend.backend() == "torch",
+            reason="Keras' torch backend traces a None length with a concrete size",
+        ),
+    ),
     case("check_plans_agree", B.BrokenBand(), "the banded plan differs from the dense", G_MASK),
     # -- in a layer -----------------------------------------------------------------------------
     case(
@@ -121,8 +130,23 @@ TABLE = [
     ),
     case("check_training_lowers_loss", B.BrokenWherePower(), "to nan", G_SCORER),
     case("check_training_lowers_loss", B.BrokenNaN(), "from nan to nan", G_SCORER),
-    case("check_jit_equals_eager", B.BrokenPythonFloat(), None, G_SCORER),  # raises when traced
-    case("check_jit_equals_eager", B.BrokenRandom(), "differs from eager", G_SCORER),
+    case(
+        "check_jit_equals_eager",
+        B.BrokenPythonFloat(),
+        None,  # raises when traced
+        G_SCORER,
+        marks=pytest.mark.skipif(
+            keras.backend.backend() == "torch",
+            reason="torch.compile breaks the graph at float(tensor) and runs that part eagerly",
+        ),
+    ),
+    case(
+        "check_jit_equals_eager",
+        B.BrokenRandom(),
+        # JAX refuses unseeded random ops while tracing: the check fails, with JAX's words
+        "seeded random ops" if keras.backend.backend() == "jax" else "differs from eager",
+        G_SCORER,
+    ),
     case("check_mixed_float16", B.BrokenFp16Overflow(), "non-finite outputs under", G_POOL),
     case(
         "check_mixed_bfloat16",

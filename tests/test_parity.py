@@ -37,6 +37,13 @@ from tolerances import assert_close
 
 from attnkit import AttentionLayer
 
+#: keras-self-attention's SeqSelfAttention / SeqWeightedAttention call tf.keras.backend (K.shape,
+#: K.dot): they run only under the TensorFlow backend.
+tf_peer = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="keras-self-attention SeqSelfAttention/SeqWeightedAttention need the TensorFlow backend",
+)
+
 SEED = 20240611
 B, TQ, TV, D, DV = 3, 7, 9, 6, 5  # keras.layers.Attention inputs
 T, T_WIDE, UNITS = 9, 20, 8  # SeqSelfAttention: T=20 so that width-15 windows clip
@@ -295,6 +302,7 @@ def _transplanted_pair(ksa_kwargs, spec, steps, mapping, salt, **layer_kwargs):
     return x, peer, layer
 
 
+@tf_peer
 @pytest.mark.parametrize(
     "ksa_kwargs, spec, steps, mapping, band",
     [c[1:] for c in _SSA_CASES],
@@ -320,6 +328,7 @@ def test_seq_self_attention_matches(ksa_kwargs, spec, steps, mapping, band):
         assert allowed.sum(axis=1).max() == 15
 
 
+@tf_peer
 def test_seq_self_attention_biases_are_exercised():
     """Guard on the transplant: under a sigmoid, zeroing b_a or b_h changes the result."""
     kwargs = {"attention_activation": "sigmoid"}
@@ -334,6 +343,7 @@ def test_seq_self_attention_biases_are_exercised():
         variable.assign(kept)
 
 
+@tf_peer
 @pytest.mark.parametrize(
     "ksa_kwargs, spec, mapping",
     [
@@ -387,6 +397,7 @@ def _assert_close_eps(actual, expected):
     )
 
 
+@tf_peer
 def test_seq_weighted_attention_matches_dot_weighted():
     x, peer, layer = _weighted_pair(salt=6)
     out_k, w_k = peer(x)
@@ -396,6 +407,7 @@ def test_seq_weighted_attention_matches_dot_weighted():
     _assert_close_eps(w_a, w_k)
 
 
+@tf_peer
 def test_seq_weighted_attention_with_padding_mask_matches():
     x, peer, layer = _weighted_pair(salt=7)
     mask = ops.convert_to_tensor(_lengths_mask([T, 6, 2], T))
@@ -459,6 +471,7 @@ def test_scaled_dot_product_attention_key_mask_matches_on_valid_rows():
 
 
 # == 3. The SeqSelfAttention padding bug that attnkit fixes =====================================
+@tf_peer
 def test_seq_self_attention_mask_bug_and_attnkit_fix():
     """KSA 0.51.0 penalises only (padded query, padded key) pairs (anchors.md A1, its issue #41),
     so valid queries still attend to padded keys; attnkit gives those keys exactly 0."""

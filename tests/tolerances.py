@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from keras import ops
 
 #: (rtol, atol) against a float64 NumPy reference (shared/reliability.md section 2.3).
 TOLERANCES = {
@@ -19,8 +20,8 @@ def assert_close(actual, expected, dtype: str = "float32", scale: float = 1.0) -
     """Compare with the tolerance of ``dtype`` (times ``scale``)."""
     rtol, atol = TOLERANCES[dtype]
     np.testing.assert_allclose(
-        np.asarray(actual, dtype="float64"),
-        np.asarray(expected, dtype="float64"),
+        np.asarray(ops.convert_to_numpy(actual), dtype="float64"),
+        np.asarray(ops.convert_to_numpy(expected), dtype="float64"),
         rtol=rtol * scale,
         atol=atol * scale,
     )

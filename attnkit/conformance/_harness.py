@@ -168,5 +168,8 @@ def on_device(device: str):
         reason = gpu_available()
         if reason:
             raise SkipCheck(reason)
-    with keras.device(f"{device}:0"):
+    # torch: keras.device("cpu:0") makes every variable a non-leaf copy
+    # (Parameter(...).to("cpu:0")) that then gets no gradient; "cpu" is the same device, no copy.
+    name = "cpu" if device == "cpu" and keras.backend.backend() == "torch" else f"{device}:0"
+    with keras.device(name):
         yield

@@ -36,6 +36,7 @@ def _unit(x):
     ``sqrt(max(|x|^2, EPS^2))`` equals ``max(||x||, EPS)`` but never differentiates the square
     root at 0, so a zero vector (a zeroed padding step, a dead feature) gets a zero gradient.
     """
+    x = ops.convert_to_tensor(x)
     squared = ops.sum(ops.square(x), axis=-1, keepdims=True)
     return x / ops.sqrt(ops.maximum(squared, EPS * EPS))
 
