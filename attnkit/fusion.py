@@ -12,15 +12,31 @@ This is the only module of attnkit that imports a backend.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
 __all__ = ["fused"]
 
 
-def fused(fn):
-    """``fn`` compiled into fused kernels where the backend would otherwise run it op by op."""
+def fused(make, *key):
+    """``make(*key)``, compiled into fused kernels where the backend would otherwise run it op
+    by op. On TensorFlow the compiled function is kept per ``key``: a new one per call would be
+    traced and compiled again on every eager call (0.12 s instead of 0.007 s at T=256)."""
     if keras.backend.backend() != "tensorflow":
-        return fn
+        return make(*key)
+    try:
+        return _compiled(make, key)
+    except TypeError:  # an unhashable (non-frozen) third-party component in the key
+        return _compile(make(*key))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(make, key):
+    return _compile(make(*key))
+
+
+def _compile(fn):
     import tensorflow as tf
 
     return tf.function(fn, jit_compile=True, autograph=False)

@@ -208,7 +208,7 @@ class AttentionLayer(keras.layers.Layer):
                 key_valid,
                 self.attention_activation,
                 dropout,
-                scorer.pair_width(prepared.query.shape[-1], prepared.key.shape[-1]),
+                pair_width=scorer.pair_width(prepared.query.shape[-1], prepared.key.shape[-1]),
                 training=bool(training),
             )
             output, _ = pooling.pool(pooling_params, context, None, prepared, value)

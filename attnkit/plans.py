@@ -17,7 +17,6 @@ same formula. All plans give the dense plan's numbers within float tolerance.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import keras
@@ -158,6 +157,33 @@ def _block_size(steps_k: int, pair_width: int, reach: int | None = None) -> int:
         block *= 2
 
 
+def _block_function(scorer, masks, activation, names, n_extra, dropout=None):
+    """The context of one query block: ``f(q, k, v, first, *valid, *params)``.
+
+    Everything the block differentiates is an argument: rematerialisation (TensorFlow's
+    recompute_grad) gives no gradient to tensors a function captures. The block's first query
+    and key indices are arguments too, so one traced function serves every block of a shape."""
+
+    def one_block(q, k, v, first, *rest):
+        valid, weights_in = rest[:n_extra], rest[n_extra:]
+        block_params = dict(zip(names, weights_in, strict=True))
+        scores = _scores(scorer, block_params, q, k, activation)
+        q_idx = ops.reshape(first[0] + ops.arange(ops.shape(q)[1], dtype="int32"), (1, -1, 1))
+        k_idx = ops.reshape(first[1] + ops.arange(ops.shape(k)[1], dtype="int32"), (1, 1, -1))
+        allowed = None
+        for mask in masks:
+            visible = mask.allowed(q_idx, k_idx)
+            allowed = visible if allowed is None else ops.logical_and(allowed, visible)
+        for extra in valid:
+            allowed = extra if allowed is None else ops.logical_and(allowed, extra)
+        weights = masked_softmax(scores, allowed)
+        if dropout is not None:
+            weights = dropout(weights)
+        return ops.matmul(weights, v)
+
+    return one_block
+
+
 def chunked(
     scorer,
     params,
@@ -178,41 +204,18 @@ def chunked(
     block = min(_block_size(steps_k, pair_width, reach), steps_q)
     while -(-steps_q // block) > 256:  # keep the unrolled graph small
         block *= 2
-    names = sorted(params)
-
-    # Everything the block differentiates is an argument: rematerialisation (TensorFlow's
-    # recompute_grad) gives no gradient to tensors a function captures. The block's first
-    # query and key indices are arguments too, so one traced function serves every block of
-    # the same shape.
-    def one_block(q, k, v, first, *rest, n_extra=0):
-        valid, weights_in = rest[:n_extra], rest[n_extra:]
-        block_params = dict(zip(names, weights_in, strict=True))
-        scores = _scores(scorer, block_params, q, k, activation)
-        q_idx = ops.reshape(first[0] + ops.arange(ops.shape(q)[1], dtype="int32"), (1, -1, 1))
-        k_idx = ops.reshape(first[1] + ops.arange(ops.shape(k)[1], dtype="int32"), (1, 1, -1))
-        allowed = None
-        for mask in masks:
-            visible = mask.allowed(q_idx, k_idx)
-            allowed = visible if allowed is None else ops.logical_and(allowed, visible)
-        for extra in valid:
-            allowed = extra if allowed is None else ops.logical_and(allowed, extra)
-        weights = masked_softmax(scores, allowed)
-        if dropout is not None:
-            weights = dropout(weights)
-        return ops.matmul(weights, v)
-
+    names = tuple(sorted(params))
     n_extra = (key_valid is not None) + (prepared.valid is not None)
-    block_fn = functools.partial(one_block, n_extra=n_extra)
     if dropout is not None:
-        compute = block_fn
+        compute = _block_function(scorer, tuple(masks), activation, names, n_extra, dropout)
     elif training:
-        compute = keras.remat(block_fn)
+        compute = keras.remat(_block_function(scorer, tuple(masks), activation, names, n_extra))
     elif pair_width > 1:
         # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain product's
         # time is its matmuls, which the backend's own kernels do best.
-        compute = fused(block_fn)
+        compute = fused(_block_function, scorer, tuple(masks), activation, names, n_extra)
     else:
-        compute = block_fn
+        compute = _block_function(scorer, tuple(masks), activation, names, n_extra)
     outputs = []
     for start in range(0, steps_q, block):
         stop = min(start + block, steps_q)
@@ -241,22 +244,9 @@ def chunked(
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
 
 
-def run(
-    plan: str,
-    scorer,
-    params,
-    prepared,
-    value,
-    masks,
-    key_valid,
-    activation,
-    dropout,
-    pair_width: int = 1,
-    training: bool = False,
-) -> Any:
-    """Context (B, Tq, Dv) by the banded or chunked plan."""
+def run(plan: str, *args, pair_width: int = 1, training: bool = False) -> Any:
+    """Context (B, Tq, Dv) by the banded or chunked plan; ``args`` as :func:`chunked` takes
+    them (scorer, params, prepared, value, masks, key_valid, activation, dropout)."""
     if plan == "banded":
-        return banded(scorer, params, prepared, value, masks, key_valid, activation, dropout)
-    return chunked(
-        scorer, params, prepared, value, masks, key_valid, activation, dropout, pair_width, training
-    )
+        return banded(*args)
+    return chunked(*args, pair_width=pair_width, training=training)

@@ -188,3 +188,11 @@ class TestChoice:
             attnkit.AttentionLayer("dot", plan="fast")
         layer = attnkit.AttentionLayer("dot+causal", plan="chunked")
         assert attnkit.AttentionLayer.from_config(layer.get_config()).plan == "chunked"
+
+
+def test_fused_falls_back_for_an_unhashable_key():
+    """A non-frozen third-party component cannot key the compile cache; it still runs."""
+    from attnkit.fusion import fused
+
+    compute = fused(lambda scale: lambda t: t * scale[0], [3.0])  # a list: unhashable
+    np.testing.assert_allclose(ops.convert_to_numpy(compute(ops.ones((2,)))), [3.0, 3.0])
