@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -21,7 +24,29 @@ from attnkit.registry import registry
 from attnkit.resolution import Resolved
 from attnkit.spec import parse
 
-__all__ = ["Attended", "AttentionLayer"]
+__all__ = ["Attended", "AttentionLayer", "capture"]
+
+#: Layer name -> list of weight arrays, while :func:`capture` is active.
+_CAPTURE: contextvars.ContextVar[dict[str, list] | None] = contextvars.ContextVar(
+    "attnkit_capture", default=None
+)
+
+
+@contextlib.contextmanager
+def capture(*names: str) -> Iterator[dict[str, list]]:
+    """Record the attention weights of the named ``AttentionLayer`` s while the block runs.
+
+    Yields a dict layer name -> list with one NumPy array per eager call of that layer (what
+    ``return_attention=True`` would return). The named layers run the dense plan meanwhile, so
+    the weights exist; outputs are unchanged. Only eager calls record (``model(x)``, not
+    ``model.predict``, which traces).
+    """
+    found: dict[str, list] = {name: [] for name in names}
+    token = _CAPTURE.set(found)
+    try:
+        yield found
+    finally:
+        _CAPTURE.reset(token)
 
 
 @attrs.define  # not frozen: torch.compile (dynamo) cannot trace object.__setattr__
@@ -163,6 +188,9 @@ class AttentionLayer(keras.layers.Layer):
     # -- call ---------------------------------------------------------------------------------
     def call(self, inputs, mask=None, training=None):
         attended = self.attend(inputs, mask=mask, training=training)
+        captured = _CAPTURE.get()
+        if captured is not None and self.name in captured and attended.reported is not None:
+            captured[self.name].append(keras.ops.convert_to_numpy(attended.reported))
         if self.return_attention:
             return [attended.output, attended.reported]
         return attended.output
@@ -253,7 +281,9 @@ class AttentionLayer(keras.layers.Layer):
             prepared.key.shape[-1],
             tq,
             tk,
-            needs_weights=self.return_attention or self.attention_regularizer_weight > 0,
+            needs_weights=self.return_attention
+            or self.attention_regularizer_weight > 0
+            or self.name in (_CAPTURE.get() or ()),
             same_length=single or (tq is not None and tq == tk),
         )
 
