@@ -162,6 +162,12 @@ class Scorer(Component):
         """Raw scores: query (B, Tq, Dq), key (B, Tk, Dk) -> (B, Tq, Tk)."""
         raise NotImplementedError(f"scorer {type(self).__name__} must implement score()")
 
+    def dot_scale(self, params: dict[str, Any], query_dim: int) -> Any:
+        """``c`` when ``score(params, q, k) == c * q k^T`` exactly (a float or a scalar tensor),
+        else None (the default). A scorer that returns ``c`` lets the ``fused`` plan run it with
+        the backend's ``dot_product_attention`` kernel."""
+        return None
+
 
 class Mask(Component):
     """Which keys a query may see: a pure predicate over broadcast index grids.
@@ -184,6 +190,11 @@ class Mask(Component):
         :meth:`allowed` does (a key outside the declared reach must not be allowed).
         """
         return (None, None)
+
+    def kernel_form(self) -> str | None:
+        """``"full"`` or ``"causal"`` when :meth:`allowed` is exactly that (every key, or
+        ``j <= i``), so a fused attention kernel can apply it; None (the default) otherwise."""
+        return None
 
 
 @attrs.define  # not frozen: torch.compile (dynamo) cannot trace object.__setattr__
@@ -219,6 +230,9 @@ class Pooling(Component):
     input_ranks: ClassVar[tuple[int, ...]] = (3,)
     #: False if :meth:`pool` does not use the context (weights @ values), so it is not computed.
     uses_context: ClassVar[bool] = True
+    #: Whether query i is input step i (positions 0..Tq-1) and the output is the context
+    #: itself, as for ``seq``: then a fused attention kernel can stand in for the plans.
+    aligned: ClassVar[bool] = False
 
     def dims(self, query_shape: tuple, key_shape: tuple) -> tuple[int, int]:
         """(query_dim, key_dim) the scorer will see, from the input shapes."""

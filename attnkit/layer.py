@@ -111,9 +111,11 @@ class AttentionLayer(keras.layers.Layer):
             (keras-self-attention's option of the same name), e.g. ``"sigmoid"``.
         attention_regularizer_weight: lambda of keras-self-attention's penalty
             ``lambda * sum_b ||A A^T - I||_F^2 / B``, with padded query rows left out.
-        plan: how to compute (see :mod:`attnkit.plans`): ``auto`` picks ``banded`` for masks
-            with a bounded reach, ``chunked`` for long fixed lengths, else ``dense``; returned
-            weights, the regulariser and many-to-one poolings always run ``dense``.
+        plan: how to compute (see :mod:`attnkit.plans`): ``auto`` picks ``kernel`` (the
+            backend's fused ``dot_product_attention``) on JAX and torch for dot scorers with
+            ``full``/``causal`` masks, ``banded`` for masks with a bounded reach, ``chunked``
+            for long fixed lengths, else ``dense``; returned weights, the regulariser and
+            many-to-one poolings always run ``dense``.
         **kwargs: the usual Layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -218,7 +220,18 @@ class AttentionLayer(keras.layers.Layer):
         prepared = attrs.evolve(
             prepared, query=ops.cast(prepared.query, work), key=ops.cast(prepared.key, work)
         )
-        plan = self._plan(prepared, single=not isinstance(inputs, (list, tuple)))
+        single = not isinstance(inputs, (list, tuple))
+        plan = self._plan(prepared, single, dropping=bool(training) and self.dropout > 0)
+        if plan == "kernel":
+            context = plans.kernel(
+                scorer.dot_scale(scorer_params, prepared.query.shape[-1]),
+                prepared,
+                ops.cast(value, work),
+                self._kernel_form(prepared, single) == "causal",
+                key_valid,
+            )
+            output, _ = pooling.pool(pooling_params, context, None, prepared, value)
+            return Attended(ops.cast(output, self.compute_dtype), None, None, None)
         if plan != "dense":
             dropout = None
             if training and self.dropout > 0:
@@ -266,12 +279,26 @@ class AttentionLayer(keras.layers.Layer):
             allowed,
         )
 
-    def _plan(self, prepared, single: bool) -> str:
+    def _kernel_form(self, prepared, single: bool) -> str | None:
+        tq, tk = (_static(prepared.query.shape[1]), _static(prepared.key.shape[1]))
+        return plans.kernel_form(
+            self.resolved.scorer,
+            self.resolved.masks,
+            self.resolved.pooling,
+            same_length=single or (tq is not None and tq == tk),
+        )
+
+    def _plan(self, prepared, single: bool, dropping: bool = False) -> str:
         """The execution plan for these shapes (see attnkit.plans)."""
         # A length is known only when it is a Python int: JAX traces symbolic shapes with
         # jax.export dimension expressions, which refuse inconclusive comparisons.
         tq, tk = (_static(prepared.query.shape[1]), _static(prepared.key.shape[1]))
         pooling = self.resolved.pooling
+        kernel_ok = (
+            not dropping
+            and self.attention_activation is None
+            and self._kernel_form(prepared, single) is not None
+        )
         return plans.choose(
             self.plan,
             self.resolved.masks,
@@ -285,6 +312,7 @@ class AttentionLayer(keras.layers.Layer):
             or self.attention_regularizer_weight > 0
             or self.name in (_CAPTURE.get() or ()),
             same_length=single or (tq is not None and tq == tk),
+            kernel_ok=kernel_ok,
         )
 
     def _unpack(self, inputs, mask):

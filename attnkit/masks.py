@@ -29,6 +29,9 @@ class Full(Mask):
     def allowed(self, q_idx, k_idx):
         return ops.greater_equal(q_idx * 0 + k_idx * 0, 0)
 
+    def kernel_form(self):
+        return "full"
+
 
 @attrs.frozen
 class Local(Mask):
@@ -84,6 +87,9 @@ class Causal(Mask):
 
     def reach(self):
         return (None if self.width is None else self.width - 1, 0)
+
+    def kernel_form(self):
+        return "causal" if self.width is None else None
 
 
 @hookimpl

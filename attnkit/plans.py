@@ -4,6 +4,11 @@
 - ``banded``: when the masks bound how far back and ahead a query sees (``local<w>``,
   ``causal<w>``, any mask whose ``reach()`` is finite), each query scores only its window of
   W = back + 1 + ahead keys, gathered as (B, T, W, D): time and memory O(B T W), linear in T.
+- ``kernel``: the backend's fused ``keras.ops.dot_product_attention`` (flash or memory-efficient
+  kernels on GPU, torch's fused CPU kernel), for specs it can express exactly: a scorer that is a
+  scaled dot product (:meth:`Scorer.dot_scale`), masks that are ``full`` or ``causal``
+  (:meth:`Mask.kernel_form`), the ``seq`` pooling, no returned weights, no attention
+  activation, no dropout while training. Chosen automatically on JAX and torch.
 - ``chunked``: query blocks, each scored against only the keys the masks can allow (``causal``
   skips the future: about half the work) and rematerialised in the backward pass, so memory is
   O(B block Tk) instead of O(B Tq Tk), times the scorer's ``pair_width`` (``units`` for additive).
@@ -23,12 +28,16 @@ import keras
 import numpy as np
 from keras import ops
 
+from attnkit.components import Scorer
 from attnkit.fusion import fused
 from attnkit.ops import masked_softmax
 
-__all__ = ["PLANS", "banded", "choose", "chunked", "combined_reach"]
+__all__ = ["PLANS", "banded", "choose", "chunked", "combined_reach", "kernel", "kernel_form"]
 
-PLANS = ("auto", "dense", "banded", "chunked")
+PLANS = ("auto", "dense", "banded", "chunked", "kernel")
+#: Backends whose dot_product_attention is a fused kernel. TensorFlow's is the same ops the
+#: dense plan runs, so there the kernel plan is only taken when asked for.
+KERNEL_BACKENDS = ("jax", "torch")
 #: Pairs x pair width per sample above which the automatic choice stops materialising
 #: every (query, key) pair at once.
 CHUNK_ABOVE = 2**22
@@ -59,13 +68,22 @@ def choose(
     tk,
     needs_weights: bool,
     same_length: bool,
+    kernel_ok: bool = False,
 ) -> str:
     """The plan to run. ``needs_weights`` (weights returned, the regulariser, a pooling that
     reads them) and many-to-one poolings keep the dense plan; so does an unknown length for
     ``chunked``, whose blocks are laid out when the graph is built, and queries and keys of
-    different lengths for ``banded``."""
+    different lengths for ``banded``. ``kernel_ok``: :func:`kernel_form` accepted the spec and
+    the call (no activation, no dropout); then ``auto`` takes ``kernel`` on JAX and torch, and
+    ``kernel`` asked for where it cannot run falls back to what ``auto`` would pick."""
     if plan == "dense" or needs_weights or pooling.many_to_one or not pooling.uses_context:
         return "dense"
+    if kernel_ok and (
+        plan == "kernel" or (plan == "auto" and keras.backend.backend() in KERNEL_BACKENDS)
+    ):
+        return "kernel"
+    if plan == "kernel":
+        plan = "auto"
     back, ahead = combined_reach(masks)
     bounded = back is not None and ahead is not None and same_length
     if plan == "banded":
@@ -242,6 +260,65 @@ def chunked(
             )
         )
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
+
+
+def kernel_form(scorer, masks, pooling, same_length: bool) -> str | None:
+    """``"full"`` or ``"causal"`` when ``dot_product_attention`` computes this spec exactly,
+    else None. Causal needs queries and keys of one length: kernels align a causal mask
+    differently when they differ."""
+    if not pooling.aligned or type(scorer).dot_scale is Scorer.dot_scale:
+        return None
+    forms = {mask.kernel_form() for mask in masks}
+    if None in forms or not forms <= {"full", "causal"}:
+        return None
+    if "causal" in forms:
+        return "causal" if same_length else None
+    return "full"
+
+
+def kernel(scale, prepared, value, causal: bool, key_valid):
+    """Context (B, Tq, Dv) by ``keras.ops.dot_product_attention``.
+
+    ``softmax(scale * q k^T, masked) v`` with one head. Kernels give a row that sees no key a
+    uniform average (torch, JAX) rather than zeros, and padding plus a causal mask can hide
+    every key from the first rows, so rows with nothing visible (and padded queries) are
+    zeroed afterwards; their zero cotangent keeps them out of the gradient too.
+    """
+    query = prepared.query
+    if not (isinstance(scale, float) and scale == 1.0):
+        query = query * ops.cast(scale, query.dtype)
+    key, width = prepared.key, value.shape[-1]
+    # Kernels want one head size for q, k and v; zero features change no score and no output.
+    if query.shape[-1] < width:
+        query, key = (_pad_features(t, width) for t in (query, key))
+    elif width < query.shape[-1]:
+        value = _pad_features(value, query.shape[-1])
+    q, k, v = (ops.expand_dims(t, 2) for t in (query, key, value))
+    mask = keep = None
+    if key_valid is not None:
+        visible = ops.expand_dims(key_valid, 1)  # (B, 1, Tk)
+        if causal:
+            rows = ops.expand_dims(ops.arange(ops.shape(query)[1], dtype="int32"), -1)
+            cols = ops.expand_dims(ops.arange(ops.shape(value)[1], dtype="int32"), 0)
+            visible = ops.logical_and(visible, ops.expand_dims(cols <= rows, 0))
+        keep = ops.any(visible, axis=-1)  # (B, Tq or 1)
+        mask, causal = ops.expand_dims(visible, 1), False
+    if prepared.valid is not None:
+        keep = prepared.valid if keep is None else ops.logical_and(keep, prepared.valid)
+    # On torch, Keras' flash probe (SDPAParams) breaks torch.compile; with the probe off Keras
+    # calls scaled_dot_product_attention, which still dispatches to flash where it can.
+    flash = False if keras.backend.backend() == "torch" else None
+    context = ops.dot_product_attention(
+        q, k, v, mask=mask, scale=1.0, is_causal=causal, flash_attention=flash
+    )
+    context = context[:, :, 0, :width]
+    if keep is None:
+        return context
+    return ops.where(ops.expand_dims(keep, -1), context, ops.zeros_like(context))
+
+
+def _pad_features(tensor, width: int):
+    return ops.pad(tensor, [(0, 0), (0, 0), (0, width - tensor.shape[-1])])
 
 
 def run(plan: str, *args, pair_width: int = 1, training: bool = False) -> Any:

@@ -48,6 +48,7 @@ class Seq(Pooling):
     (B, Tq, Dv) carrying the query mask. keras-self-attention's ``SeqSelfAttention``."""
 
     name = "seq"
+    aligned = True
 
     def prepare(self, params, query, key, query_mask):
         positions = ops.expand_dims(ops.arange(ops.shape(query)[1], dtype="int32"), 0)

@@ -94,6 +94,13 @@ class Dot(Scorer):
             return {"scale": layer.add_weight(name="scale", shape=(), initializer="ones")}
         return {}
 
+    def dot_scale(self, params, query_dim):
+        if self.scale == "learned":
+            return params["scale"]
+        if self.scale == "sqrt":
+            return 1.0 / float(query_dim) ** 0.5
+        return 1.0 if self.scale is None else float(self.scale)
+
     def score(self, params, query, key):
         scores = ops.matmul(query, ops.swapaxes(key, -1, -2))
         if self.scale == "learned":

@@ -96,9 +96,70 @@ def test_chunked_equals_dense(spec, masks):
     _check_equal(spec, "chunked", masks)
 
 
+@pytest.mark.parametrize("masks", ["", "causal"])
+@pytest.mark.parametrize("spec", ["dot", "dot(scale=learned)", "dot(scale=sqrt)", "dot(scale=0.5)"])
+def test_kernel_equals_dense(spec, masks):
+    _check_equal(spec, "kernel", masks)
+
+
+class TestKernel:
+    """The fused ``dot_product_attention`` plan: taken only where it computes the spec exactly."""
+
+    def plan_of(self, spec, inputs=None, training=False, **options):
+        layer = attnkit.AttentionLayer(spec, plan="kernel", **options)
+        x = np.zeros((2, 9, 4), "float32")
+        inputs = x if inputs is None else inputs
+        query = inputs[0] if isinstance(inputs, list) else inputs
+        key = inputs[-1] if isinstance(inputs, list) else inputs
+        layer.build([i.shape for i in inputs] if isinstance(inputs, list) else x.shape)
+        tensor = ops.convert_to_tensor
+        prepared = attnkit.Prepared(tensor(query), tensor(key), None)
+        return layer._plan(prepared, not isinstance(inputs, list), dropping=training)
+
+    def test_only_exact_specs_take_it(self):
+        assert self.plan_of("dot+causal") == "kernel"
+        assert self.plan_of("dot(scale=learned)") == "kernel"
+        # Falls back to what auto picks when the kernel cannot express the spec.
+        assert self.plan_of("dot+causal3") == "banded"
+        assert self.plan_of("additive") == "dense"
+        assert self.plan_of("general+causal") == "dense"
+        assert self.plan_of("dot+last") == "dense"
+        assert self.plan_of("dot", return_attention=True) == "dense"
+        assert self.plan_of("dot", attention_activation="sigmoid") == "dense"
+        assert self.plan_of("dot", dropout=0.2, training=True) == "dense"
+        assert self.plan_of("dot", dropout=0.2, training=False) == "kernel"
+
+    def test_causal_needs_one_length(self):
+        q, v = np.zeros((2, 5, 4), "float32"), np.zeros((2, 9, 4), "float32")
+        assert self.plan_of("dot", [q, v]) == "kernel"
+        assert self.plan_of("dot+causal", [q, v]) == "dense"
+
+    def test_auto_takes_it_on_jax_and_torch_only(self):
+        layer = attnkit.AttentionLayer("dot+causal")
+        x = ops.zeros((2, 9, 4))
+        expected = "kernel" if keras.backend.backend() in ("jax", "torch") else "dense"
+        assert layer._plan(attnkit.Prepared(x, x, None), True) == expected
+
+    def test_cross_attention_with_other_value_size_and_padding(self):
+        rng = np.random.RandomState(3)
+        q = rng.normal(size=(2, 5, 4)).astype("float32")
+        v = rng.normal(size=(2, 9, 3)).astype("float32")
+        k = rng.normal(size=(2, 9, 4)).astype("float32")
+        masks = [np.array([[1] * 5, [1, 1, 0, 0, 0]], bool), None, np.ones((2, 9), bool)]
+        masks[2][1, :] = False  # nothing visible for sample 1: zeros
+        masks[2][0, 4:] = False
+        outputs = []
+        for plan in ("dense", "kernel"):
+            layer = attnkit.AttentionLayer("dot(scale=sqrt)", plan=plan)
+            outputs.append(ops.convert_to_numpy(layer([q, v, k], mask=masks)))
+        np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=2e-6)
+        assert (outputs[1][1] == 0).all()
+
+
 @pytest.mark.parametrize(
     "plan, spec",
     [
+        ("kernel", "dot+causal"),
         ("banded", "additive+local5"),
         ("chunked", "dot+causal"),
         ("banded", "gaussian+causal3"),
