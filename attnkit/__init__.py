@@ -12,10 +12,14 @@ from attnkit.components import Mask, Pooling, Prepared, Scorer, param
 from attnkit.errors import (
     AttnkitError,
     AttnkitPluginWarning,
+    CaptureError,
     ComponentError,
     InputShapeError,
+    LayerNotFoundError,
     MaskShapeError,
+    MissingDependencyError,
     MissingPluginError,
+    PlotError,
     PluginConflictError,
     PluginLoadError,
     SpecError,
@@ -35,11 +39,15 @@ __all__ = [
     "AttentionLayer",
     "AttnkitError",
     "AttnkitPluginWarning",
+    "CaptureError",
     "ComponentError",
     "InputShapeError",
+    "LayerNotFoundError",
     "Mask",
     "MaskShapeError",
+    "MissingDependencyError",
     "MissingPluginError",
+    "PlotError",
     "PluginConflictError",
     "PluginLoadError",
     "Pooling",
@@ -54,6 +62,7 @@ __all__ = [
     "SpecSyntaxError",
     "Token",
     "UnknownComponentError",
+    "attention_weights",
     "hookimpl",
     "masked_softmax",
     "param",
@@ -69,6 +78,15 @@ def resolve(spec: str):
 
 
 def __getattr__(name: str):
+    # Loaded on first use: `import attnkit` stays as light as the layer itself.
+    if name == "attention_weights":
+        from attnkit.inspection import attention_weights
+
+        return attention_weights
+    if name == "viz":
+        import importlib
+
+        return importlib.import_module("attnkit.viz")
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

@@ -8,10 +8,14 @@ from collections.abc import Iterable
 __all__ = [
     "AttnkitError",
     "AttnkitPluginWarning",
+    "CaptureError",
     "ComponentError",
     "InputShapeError",
+    "LayerNotFoundError",
     "MaskShapeError",
+    "MissingDependencyError",
     "MissingPluginError",
+    "PlotError",
     "PluginConflictError",
     "PluginLoadError",
     "SpecError",
@@ -100,6 +104,27 @@ class InputShapeError(AttnkitError, ValueError):
 
 class MaskShapeError(AttnkitError, ValueError):
     """A mask passed to a layer does not match the shape of its inputs."""
+
+
+class LayerNotFoundError(AttnkitError, ValueError):
+    """A model holds no ``AttentionLayer`` of the name asked for (or the name is another layer's).
+
+    The message lists the ``AttentionLayer`` names the model does hold and the closest ones.
+    """
+
+
+class CaptureError(AttnkitError, RuntimeError):
+    """A layer's weights could not be recorded: it did not run eagerly, or ran several times in
+    one call of its model."""
+
+
+class PlotError(AttnkitError, ValueError):
+    """Weights or arguments :mod:`attnkit.viz` cannot draw or save: a shape, a label count, a
+    file suffix."""
+
+
+class MissingDependencyError(AttnkitError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
 
 
 class PluginLoadError(AttnkitError, ImportError):
