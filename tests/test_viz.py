@@ -61,6 +61,14 @@ def returned_weights(model: keras.Model, spec: str, x) -> np.ndarray:
 
 
 # -- attention_weights ---------------------------------------------------------------------------
+def test_lazy_exports():
+    from attnkit import inspection
+
+    assert attnkit.attention_weights is inspection.attention_weights
+    assert attnkit.viz is viz
+    assert {"attention_weights", "MissingDependencyError"} <= set(attnkit.__all__)
+
+
 def test_seq_weights_equal_return_attention_with_padding_and_band():
     spec = "additive+local3"
     model = token_model(spec)
