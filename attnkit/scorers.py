@@ -1,4 +1,4 @@
-"""Built-in scorers: dot, general, additive, bahdanau, gaussian, dense.
+"""Built-in scorers: dot, general, additive, concat, bahdanau, gaussian, dense.
 
 Each returns raw scores (B, Tq, Tk) for queries (B, Tq, Dq) and keys (B, Tk, Dk), with
 ``keras.ops`` only, and is registered through attnkit's own ``attnkit`` entry point.
@@ -219,6 +219,46 @@ class Bahdanau(Scorer):
 
 
 @attrs.frozen
+class Concat(Scorer):
+    """Projection-free additive scores: ``s_ij = sum_d g_d tanh(q_id + k_jd)``.
+
+    g (D,) is learned, initialised glorot-uniform (``use_scale=true``), or 1. The formula of
+    ``keras.layers.AdditiveAttention(use_scale=...)``; queries and keys need the same size
+    (project them first, as Keras asks, or use ``additive``).
+    """
+
+    name = "concat"
+    use_scale: bool = param(True, doc="learned per-feature scale g", validator=_is_bool)
+
+    @classmethod
+    def examples(cls):
+        return [cls(), cls(use_scale=False)]
+
+    def build(self, layer, query_dim, key_dim):
+        if query_dim != key_dim:
+            raise ValueError(
+                f"scorer 'concat' needs queries and keys of the same size; got "
+                f"query_dim={query_dim}, key_dim={key_dim}. Use 'additive', which projects them."
+            )
+        if self.use_scale:
+            return {
+                "scale": layer.add_weight(
+                    name="scale", shape=(query_dim,), initializer="glorot_uniform"
+                )
+            }
+        return {}
+
+    def pair_width(self, query_dim, key_dim):
+        return query_dim
+
+    def score(self, params, query, key):
+        hidden = ops.tanh(ops.expand_dims(query, 2) + ops.expand_dims(key, 1))  # (B, Tq, Tk, D)
+        if self.use_scale:
+            hidden = hidden * params["scale"]
+        return ops.sum(hidden, axis=-1)
+
+
+@attrs.frozen
 class Gaussian(Scorer):
     """Gaussian-kernel scores (Nadaraya-Watson): ``s_ij = -||q_i - k_j||^2 / (2 sigma^2)``.
 
@@ -296,4 +336,4 @@ def _constant(value: float):
 
 @hookimpl
 def attnkit_add_components():
-    return [Dot, General, Additive, Bahdanau, Gaussian, Dense]
+    return [Dot, General, Additive, Concat, Bahdanau, Gaussian, Dense]

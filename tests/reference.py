@@ -84,6 +84,13 @@ def bahdanau(q, k, w_1, w_2, v):
     return additive(q, k, w_1, w_2, None, v, None)
 
 
+def concat(q, k, scale=None):
+    """Projection-free additive scores ``s_ij = sum_d g_d tanh(q_id + k_jd)`` (g = 1 if None)."""
+    hidden = np.tanh(_f64(q)[:, :, None, :] + _f64(k)[:, None, :, :])  # (B, Tq, Tk, D)
+    g = np.ones(hidden.shape[-1]) if scale is None else _f64(scale).reshape(-1)
+    return np.einsum("bijd,d->bij", hidden, g)
+
+
 def gaussian(q, k, sigma):
     """Gaussian-kernel scores ``s_ij = -||q_i - k_j||^2 / (2 sigma^2)``.
 
@@ -324,6 +331,8 @@ def scores_for(scorer, params: dict, q, k):
             p["scorer_w_a"],
             p["scorer_b_a"] if scorer.use_attention_bias else None,
         )
+    if name == "concat":
+        return concat(q, k, p["scorer_scale"] if scorer.use_scale else None)
     if name == "bahdanau":
         return bahdanau(q, k, p["scorer_w_1"], p["scorer_w_2"], p["scorer_v"])
     if name == "gaussian":

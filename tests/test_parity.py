@@ -11,13 +11,9 @@ Peers (formulas in shared/anchors.md A1, A2, A4):
   formulas, itself checked against a ``keras.ops`` transcription): ``bahdanau+last(units=U)``
   and ``general+last(units=U)``.
 
-``keras.layers.AdditiveAttention`` is deliberately NOT tested: its score
-``s_ij = sum_d scale_d * tanh(q_id + k_jd)`` has no query/key projections and a per-feature
-scale vector (glorot-initialised; 1 with ``use_scale=False``), and no attnkit spec reproduces it
-today: ``additive`` and ``bahdanau`` always project q and k (W_q, W_k / W_1, W_2) before the tanh.
-Only a weight transplant (units = D, W_q = W_k = I, b_h = 0, w_a = scale, b_a = 0, all frozen)
-would mimic it, which is not a supported equivalence. A projection-free option on ``additive``
-would be needed before a parity test makes sense.
+* ``keras.layers.AdditiveAttention(use_scale=...)``: ``concat``, ``concat(use_scale=false)``, with
+  and without ``causal`` and padding masks (its score ``s_ij = sum_d g_d tanh(q_id + k_jd)`` has
+  no projections; ``additive`` and ``bahdanau`` project q and k first).
 
 All inputs are float32 with distinct sizes (B, T, D, units all differ) from a fixed seed.
 """
@@ -150,6 +146,30 @@ def test_dot_learned_scale_matches_keras_attention_use_scale():
     # The scale really is used: scale 1 gives different weights.
     _, w_one = AttentionLayer("dot", return_attention=True)(inputs)
     assert not np.allclose(_np(w_one), _np(w_a), atol=1e-3)
+
+
+@pytest.mark.parametrize("use_scale", [True, False])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_concat_matches_keras_additive_attention(use_scale, causal):
+    q, v, k = _keras_inputs(with_key=True)
+    q_mask = _lengths_mask([TQ, 5, 3], TQ)
+    v_mask = _lengths_mask([TV, 6, 2], TV)
+    peer = keras.layers.AdditiveAttention(use_scale=use_scale)
+    out_k, w_k = peer(
+        [q, v, k], mask=[q_mask, v_mask], return_attention_scores=True, use_causal_mask=causal
+    )
+    spec = "concat" + ("" if use_scale else "(use_scale=false)") + ("+causal" if causal else "")
+    layer = AttentionLayer(spec, return_attention=True)
+    layer([q, v, k])
+    if use_scale:
+        (scale_k,) = [w for w in peer.weights if w.path.rsplit("/", 1)[-1] == "scale"]
+        _ak_weights(layer)["scorer_scale"].assign(_np(scale_k))
+    out_a, w_a = layer([q, v, k], mask=[q_mask, v_mask])
+    rows = _np(q_mask)  # Keras zeroes padded query rows' output but not their weights
+    assert_close(_np(out_a), _np(out_k), "float32")
+    assert_close(_np(w_a)[rows], _np(w_k)[rows], "float32")
+    padded_keys = np.broadcast_to(~v_mask[:, None, :], w_a.shape)
+    assert padded_keys.any() and np.all(_np(w_a)[padded_keys] == 0)
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])

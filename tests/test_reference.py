@@ -33,6 +33,8 @@ SCORERS = {
     "additive": "additive",
     "additive_u8": "additive(units=8)",
     "additive_nobias": "additive(use_additive_bias=false, use_attention_bias=false)",
+    "concat": "concat",
+    "concat_noscale": "concat(use_scale=false)",
     "bahdanau": "bahdanau",
     "gaussian": "gaussian",
     "gaussian_fixed": "gaussian(sigma=1.5)",
@@ -595,7 +597,7 @@ GRADIENT_SPECS = (
     [
         spec_of(s, "local5+causal", "seq")
         for s in SCORERS
-        if s not in ("dot", "dot_sqrt", "dot_0.5", "gaussian_fixed")
+        if s not in ("dot", "dot_sqrt", "dot_0.5", "gaussian_fixed", "concat_noscale")
     ]
     + [spec_of(s, "causal3", "weighted") for s in SCORERS]
     + [
