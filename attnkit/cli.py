@@ -1,14 +1,65 @@
-"""The ``attnkit`` command line: ``attnkit list`` and ``attnkit check``."""
+"""The ``attnkit`` command line: ``list``, ``explain``, ``check`` and ``bench``.
+
+Every command takes ``--json`` (machine-readable, on stdout only). Usage errors, bad specs
+included, print the error's message on stderr and exit with status 2. Long runs (``check``,
+``bench``) report progress on stderr when stderr is a terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import textwrap
+from collections.abc import Callable
 
 import attrs
 
 __all__ = ["main"]
+
+
+def _width() -> int:
+    """Columns to fit text output in (the terminal's, or 100 when not a terminal)."""
+    return max(shutil.get_terminal_size((100, 24)).columns, 60)
+
+
+def _wrap(text: str, width: int, head: str, indent: int) -> list[str]:
+    return textwrap.wrap(
+        text,
+        width,
+        initial_indent=head,
+        subsequent_indent=" " * indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    ) or [head.rstrip()]
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def _progress() -> Callable[[int, int, str], None] | None:
+    """A callback printing ``[3/12] what ...`` on stderr, or None when stderr is no terminal
+    (a log file or a pipe wants the results, not a running count)."""
+    if not _stderr_is_tty():
+        return None
+
+    def report(done: int, total: int, what: str) -> None:
+        print(f"[{done}/{total}] {what} ...", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _usage_error(command: str, error: Exception) -> int:
+    print(f"attnkit {command}: {error}", file=sys.stderr)
+    return 2
+
+
+def _summary(doc: str | None) -> str:
+    """The first paragraph of a docstring on one line (a formula often runs past line one)."""
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 def _component_rows() -> list[dict]:
@@ -23,14 +74,13 @@ def _component_rows() -> list[dict]:
             params.append(
                 {"name": field.name, "default": default, "doc": field.metadata.get("doc", "")}
             )
-        doc = (info.cls.__doc__ or "").strip().splitlines()
         rows.append(
             {
                 "name": info.name,
                 "kind": info.kind,
                 "shorthand": info.cls.shorthand,
                 "parameters": params,
-                "summary": doc[0] if doc else "",
+                "summary": _summary(info.cls.__doc__),
                 "plugin": info.plugin,
                 "distribution": info.distribution,
                 "version": info.version,
@@ -47,18 +97,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"components": rows, "unavailable_plugins": plugins}, indent=2))
         return 0
+    width = _width()
     for row in rows:
         params = ", ".join(f"{p['name']}={p['default']}" for p in row["parameters"])
-        print(
-            f"{row['kind']:<8} {row['name']:<10} ({params or '-'})  "
-            f"[{row['distribution']} {row['version']}]"
-        )
-        print(f"{'':<19}{row['summary']}")
+        head = f"{row['kind']:<8} {row['name']:<10} "
+        origin = f"[{row['distribution']} {row['version']}, entry point '{row['plugin']}']"
+        for line in _wrap(f"({params or '-'})  {origin}", width, head, len(head)):
+            print(line)
+        for line in _wrap(row["summary"], width, " " * len(head), len(head)):
+            print(line)
     for plugin in plugins:
-        print(
-            f"{plugin['status']:<8} {plugin['entry_point']} ({plugin['distribution']} "
+        head = f"{plugin['status']:<8} "
+        text = (
+            f"{plugin['entry_point']} = {plugin['value']} ({plugin['distribution']} "
             f"{plugin['version']}): {plugin['error']}"
         )
+        for line in _wrap(text, width, head, 20):
+            print(line)
     return 0
 
 
@@ -66,10 +121,8 @@ _MARK = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "xfail": "XFAIL"
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    import shutil
-
-    from attnkit.conformance._engine import CHECKS, DEVICES, check_component
-    from attnkit.errors import AttnkitError
+    from attnkit.conformance._engine import CHECKS, DEVICES, cases, run_case
+    from attnkit.errors import AttnkitError, did_you_mean
     from attnkit.registry import registry
 
     names = list(args.names)
@@ -78,12 +131,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if not names:
         print("attnkit check: name components to check, or --all", file=sys.stderr)
         return 2
-    unknown = [c for c in args.check if c not in {f.__name__ for f in CHECKS}]
+    known = [f.__name__ for f in CHECKS]
+    unknown = [c for c in args.check if c not in known]
     if unknown:
-        print(f"attnkit check: unknown check {unknown[0]!r}", file=sys.stderr)
+        close = did_you_mean(unknown[0], known)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; checks: {', '.join(known)}"
+        print(f"attnkit check: unknown check {unknown[0]!r}{hint}", file=sys.stderr)
         return 2
     devices = DEVICES if args.device == "all" else (args.device,)
-    width = shutil.get_terminal_size((100, 24)).columns
+    width = _width()
+    progress = _progress()
 
     def show(result) -> None:
         if args.json:
@@ -92,24 +149,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
             f"{_MARK[result.status]:<5} {result.component:<22} {result.check:<32} "
             f"{result.device:<3} {result.seconds:5.1f}s"
         )
-        print(line[: max(width, 60)], flush=True)
+        print(line[:width], flush=True)
         if result.status in ("failed", "xpass", "xfail"):
             print(f"      {result.message}", flush=True)
 
     results = []
-    for name in names:
+    for done, name in enumerate(names, 1):
+        if progress is not None:
+            progress(done, len(names), f"check {name}")
         try:
-            selected = check_component(
-                name, devices=devices, on_result=None if args.check else show
-            )
+            found = list(cases([name], devices))
         except AttnkitError as error:
-            print(f"attnkit check: {error}", file=sys.stderr)
-            return 2
-        if args.check:
-            selected = [r for r in selected if r.check in args.check]
-            for result in selected:
-                show(result)
-        results.extend(selected)
+            return _usage_error("check", error)
+        for subject, check, device, expected in found:
+            if args.check and check.__name__ not in args.check:
+                continue  # not run at all: --check is how to get one answer fast
+            result = run_case(subject, check, device, expected)
+            show(result)
+            results.append(result)
     counts = {status: sum(r.status == status for r in results) for status in _MARK}
     failed = counts["failed"] + counts["xpass"]
     if args.json:
@@ -140,15 +197,78 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from attnkit.errors import AttnkitError
+    from attnkit.explain import explain, render
+
+    try:
+        report = explain(args.spec, length=args.length, features=args.features)
+    except AttnkitError as error:
+        return _usage_error("explain", error)
+    print(json.dumps(report, indent=2) if args.json else render(report, _width()))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from attnkit.bench import bench, render
+    from attnkit.errors import AttnkitError
+
+    try:
+        report = bench(
+            args.spec,
+            args.length,
+            batch=args.batch,
+            features=args.features,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            train=args.train,
+            timeout=args.timeout,
+            progress=_progress(),
+        )
+    except AttnkitError as error:
+        return _usage_error("bench", error)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    # The peer running out of memory is a finding; attnkit failing is a failure.
+    return 1 if any("error" in row["attnkit"] for row in report["rows"]) else 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
     import attnkit
 
     parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"attnkit {attnkit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
     listing = commands.add_parser("list", help="every component with its parameters and origin")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=_cmd_list)
+
+    explaining = commands.add_parser(
+        "explain",
+        help="what a spec means: components, weights, mask and execution plan",
+        description="Show a spec's canonical form, its components with every parameter, the "
+        "weights the layer creates, the combined mask as a grid, and the execution plan.",
+    )
+    explaining.add_argument("spec", help='e.g. "additive+local15"')
+    explaining.add_argument(
+        "--length", type=_positive, default=8, metavar="T", help="sequence length (default 8)"
+    )
+    explaining.add_argument(
+        "--features", type=_positive, default=64, metavar="D", help="features (default 64)"
+    )
+    explaining.add_argument("--json", action="store_true", help="machine-readable output")
+    explaining.set_defaults(run=_cmd_explain)
+
     check = commands.add_parser("check", help="run the conformance suite on components")
     check.add_argument("names", nargs="*", help="component names (see `attnkit list`)")
     check.add_argument("--all", action="store_true", help="every registered component")
@@ -167,7 +287,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(run=_cmd_check)
-    args = parser.parse_args(argv)
+
+    benching = commands.add_parser(
+        "bench",
+        help="time and peak memory of a spec against keras.layers.Attention",
+        description="Time (median per batch) and peak memory of a spec against "
+        "keras.layers.Attention on the same shapes, each measurement in its own subprocess.",
+    )
+    benching.add_argument("spec", help='e.g. "dot+causal"')
+    benching.add_argument(
+        "--length",
+        type=_positive,
+        nargs="+",
+        default=[1024],
+        metavar="T",
+        help="sequence lengths (default 1024)",
+    )
+    benching.add_argument("--batch", type=_positive, default=32, metavar="B", help="default 32")
+    benching.add_argument("--features", type=_positive, default=64, metavar="D", help="default 64")
+    benching.add_argument(
+        "--repeats", type=_positive, default=5, metavar="N", help="timed calls (default 5)"
+    )
+    benching.add_argument(
+        "--warmup", type=int, default=1, metavar="N", help="untimed calls first (default 1)"
+    )
+    benching.add_argument("--train", action="store_true", help="also time a training step")
+    benching.add_argument(
+        "--timeout", type=float, default=600.0, metavar="S", help="seconds per measurement"
+    )
+    benching.add_argument("--json", action="store_true", help="machine-readable output")
+    benching.set_defaults(run=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for usage errors)."""
+    args = _parser().parse_args(argv)
     return args.run(args)
 
 

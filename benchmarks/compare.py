@@ -18,6 +18,8 @@ import os
 import subprocess
 import sys
 
+from attnkit.bench import run_worker
+
 #: (row label, attnkit layer, peer layer or None); ratios are attnkit / peer.
 PAIRS = [
     ("dot", "attnkit:dot", "keras:dot"),
@@ -78,23 +80,7 @@ def measure(layer, steps, mode, args) -> dict | None:
         repeats=args.repeats,
         root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
-    try:
-        done = subprocess.run(  # noqa: S603 - our own interpreter and worker script
-            [sys.executable, "-c", WORKER, json.dumps(job)],
-            capture_output=True,
-            text=True,
-            timeout=args.timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout {args.timeout}s"}
-    if done.returncode != 0:
-        reason = (
-            "out of memory"
-            if done.returncode in (-9, 137) or "OOM" in done.stderr
-            else (done.stderr.strip().splitlines() or ["failed"])[-1][:60]
-        )
-        return {"error": reason}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker([sys.executable, "-c", WORKER, json.dumps(job)], args.timeout)
 
 
 def matmul_peak(args) -> float:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 import attnkit
@@ -204,3 +205,252 @@ def test_check_all_passes_on_every_installed_component():
     for dist, name in (("attnkit-cosine", "cosine"), ("attnkit-dilated", "dilated")):
         installed = any(d.metadata["Name"] == dist for d in metadata.distributions())
         assert bool(re.search(rf"^PASS  {name}", done.stdout, re.M)) == installed, name
+
+
+# -- list ----------------------------------------------------------------------------------------
+
+
+def test_list_text_fits_the_terminal_width(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "64")
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 64
+    # The whole first paragraph of the docstring, wrapped, not its first line cut short.
+    text = " ".join(line.strip() for line in lines)
+    assert "so there are as many keys as query features" in text
+
+
+# -- explain -------------------------------------------------------------------------------------
+
+EXPLAIN_KEYS = {
+    "spec",
+    "canonical",
+    "length",
+    "features",
+    "components",
+    "input_shape",
+    "weights",
+    "mask",
+    "plans",
+}
+
+
+def _explain(capsys, *argv) -> dict:
+    assert cli.main(["explain", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_explain_canonical_components_and_weights(capsys):
+    report = _explain(capsys, "seq + local3 + additive(units=8)", "--features", "5")
+    assert set(report) == EXPLAIN_KEYS
+    assert report["canonical"] == "additive(units=8)+local3"
+    assert [(c["kind"], c["token"]) for c in report["components"]] == [
+        ("scorer", "additive(units=8)"),
+        ("mask", "local3"),
+        ("pooling", "seq"),
+    ]
+    additive = report["components"][0]
+    assert additive["distribution"] == "attnkit"
+    assert [(p["name"], p["value"], p["is_default"]) for p in additive["parameters"]] == [
+        ("units", 8, False),
+        ("use_additive_bias", True, True),
+        ("use_attention_bias", True, True),
+    ]
+    assert report["input_shape"] == [None, 8, 5]
+    assert {w["name"]: w["shape"] for w in report["weights"]} == {
+        "scorer_w_q": [5, 8],
+        "scorer_w_k": [5, 8],
+        "scorer_b_h": [8],
+        "scorer_w_a": [8, 1],
+        "scorer_b_a": [1],
+    }
+    assert {w["dtype"] for w in report["weights"]} == {"float32"}
+
+
+def test_explain_text(capsys):
+    assert cli.main(["explain", "additive(units=8)+local3", "--features", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "canonical   additive(units=8)+local3" in out
+    assert "units=8 (default 32), use_additive_bias=true" in out
+    assert re.search(r"scorer_w_q\s+\(5, 8\)\s+float32", out)
+    assert "5 weights, 97 parameters" in out
+    assert re.search(r"T=1024\s+banded\s+the masks reach 1 back, 1 ahead", out)
+
+
+def _numpy_mask(masks: str, steps: int) -> np.ndarray:
+    i, j = np.indices((steps, steps))
+    allowed = np.ones((steps, steps), bool)
+    for mask in masks.split("+"):
+        if mask == "local3":  # i - 1 <= j <= i + 1
+            allowed &= np.abs(j - i) <= 1
+        elif mask == "causal":
+            allowed &= j <= i
+        elif mask == "causal2":  # the last two keys
+            allowed &= (j <= i) & (j > i - 2)
+    return allowed
+
+
+@pytest.mark.parametrize("masks", ["local3", "causal", "causal2", "causal+local3"])
+def test_explain_grid_matches_numpy(capsys, masks):
+    report = _explain(capsys, f"dot+{masks}", "--length", "6")
+    expected = ["".join("#" if a else "." for a in row) for row in _numpy_mask(masks, 6)]
+    assert report["mask"]["rows"] == expected
+    assert report["mask"]["query_positions"] == list(range(6))
+    assert cli.main(["explain", f"dot+{masks}", "--length", "6"]) == 0
+    out = capsys.readouterr().out
+    for i, row in enumerate(expected):
+        assert f"i={i:<4}  {row}" in out
+
+
+def test_explain_many_to_one_shows_its_one_query_and_the_reach(capsys):
+    report = _explain(capsys, "dot+causal2+last", "--length", "6")
+    assert report["mask"]["query_positions"] == [5]
+    assert report["mask"]["rows"] == ["....##"]
+    assert report["mask"]["reach"] == {"back": 1, "ahead": 0}
+    assert _explain(capsys, "dot", "--length", "6")["mask"]["reach"] == {
+        "back": None,
+        "ahead": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "length", "plan", "why"),
+    [
+        ("dot", 8, "dense", "every pair fits at once"),
+        ("dot", 16384, "chunked", "query blocks"),
+        ("additive", 1024, "chunked", "1024 x 1024 x 32"),
+        ("dot+local3", 1024, "banded", "each query scores its 3 keys"),
+        ("dot+local3", 4, "dense", "at most twice the window"),
+        ("dot+causal+last", 16384, "dense", "pooling 'last' asks with one query"),
+    ],
+)
+def test_explain_plan_and_why(capsys, spec, length, plan, why):
+    plans = _explain(capsys, spec, "--length", str(length))["plans"]
+    assert [p["length"] for p in plans] == [length] + [t for t in (128, 1024, 16384) if t != length]
+    assert plans[0]["plan"] == plan and why in plans[0]["reason"]
+
+
+@pytest.mark.parametrize("spec", ["dot", "additive+causal", "dot+local3", "general+last"])
+def test_explain_plan_is_the_one_the_layer_runs(monkeypatch, spec):
+    """The plan explain names is what plans.choose returns when the layer itself calls it."""
+    from attnkit import explain, plans
+
+    chosen = []
+    original = plans.choose
+
+    def spy(*args, **kwargs):
+        chosen.append(original(*args, **kwargs))
+        return chosen[-1]
+
+    monkeypatch.setattr(plans, "choose", spy)
+    resolved = attnkit.resolve(spec)
+    for length in (8, 1024):
+        chosen.clear()
+        attnkit.AttentionLayer(spec)(keras.Input((length, 16)))
+        # Keras may trace the call more than once; every trace must agree.
+        assert set(chosen) == {explain.plan_for(resolved, length, 16)["plan"]}, (spec, length)
+
+
+def test_explain_bad_spec_exits_2_with_the_caret_and_did_you_mean(capsys):
+    assert cli.main(["explain", "addtive+local3"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "unknown component 'addtive'" in captured.err
+    assert "  addtive+local3\n  ^^^^^^^\n" in captured.err
+    assert "did you mean 'additive'?" in captured.err
+    assert cli.main(["explain", "dot+", "--json"]) == 2
+    assert "^" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        cli.main(["explain", "dot", "--length", "0"])
+    assert done.value.code == 2
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+
+def test_check_progress_goes_to_stderr_on_a_terminal_only(capsys, monkeypatch):
+    argv = ["check", "local", "causal", "--device", "cpu", "--check", "check_mask_reach"]
+    assert cli.main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "[1/2]" not in captured.err
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    assert cli.main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # nothing but the report on stdout
+    assert "[1/2] check local ..." in captured.err and "[2/2] check causal ..." in captured.err
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+
+def test_bench_reports_a_failed_worker_in_the_table(capsys, monkeypatch):
+    """No subprocess: the workers' answers are faked, an out-of-memory peer among them."""
+    from attnkit import bench
+
+    def fake(command, timeout, env=None):
+        job = json.loads(command[-1])
+        if job["layer"] == "baseline":
+            return {"rss": 100 * 2**20}
+        if job["layer"] == "keras":
+            return {"error": "out of memory (killed)"}
+        return {"seconds": 0.002, "rss": 150 * 2**20}
+
+    monkeypatch.setattr(bench, "run_worker", fake)
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    assert cli.main(["bench", "dot+causal", "--length", "16", "32", "--batch", "2"]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"16\s+fwd\s+dense\s+2\.00 ms\s+failed\s+-\s+50\.0 MiB", captured.out)
+    assert "T=32 fwd keras: out of memory (killed)" in captured.out
+    assert "vs keras.layers.Attention(use_causal_mask=True)" in captured.out
+    assert "[1/5] baseline" in captured.err and "[5/5] dot+causal T=32 fwd keras" in captured.err
+    # attnkit itself failing is a failure of the command, still reported in the table.
+    monkeypatch.setattr(bench, "run_worker", lambda command, timeout, env=None: {"error": "boom"})
+    assert cli.main(["bench", "dot", "--length", "16", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"][0]["attnkit"] == {"error": "boom"} and report["rows"][0]["ratio"] is None
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "out of memory (killed)"),
+        ("raise MemoryError", "out of memory"),
+        ("import sys; sys.exit('no such thing')", "no such thing"),
+        ("import time; time.sleep(30)", "timed out after 1 s"),
+        ("print('{\"seconds\": 1.5}')", None),
+    ],
+)
+def test_run_worker_turns_failures_into_reasons(code, reason):
+    from attnkit.bench import run_worker
+
+    if reason and "SIGKILL" in code and sys.platform == "win32":
+        pytest.skip("no SIGKILL on Windows")
+    result = run_worker([sys.executable, "-c", code], timeout=1 if "sleep" in code else 60)
+    assert result == ({"seconds": 1.5} if reason is None else {"error": reason})
+
+
+@pytest.mark.slow
+def test_bench_console_entry_tiny_json():
+    """The one real run: `python -m attnkit.cli bench` spawns its workers; stdout is JSON only."""
+    from attnkit.bench import render
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    argv = ["--length", "16", "--batch", "2", "--features", "8", "--repeats", "2", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "attnkit.cli", "bench", "dot+causal", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["backend"] == keras.backend.backend()
+    assert report["peer"] == "keras.layers.Attention(use_causal_mask=True)"
+    assert report["baseline_rss"] > 0
+    (row,) = report["rows"]
+    assert (row["length"], row["mode"], row["plan"]) == (16, "fwd", "dense")
+    assert row["attnkit"]["seconds"] > 0 and row["keras"]["seconds"] > 0
+    assert row["ratio"] == pytest.approx(row["attnkit"]["seconds"] / row["keras"]["seconds"])
+    assert row["attnkit"]["memory"] >= 0
+    assert re.search(r"^\s+16\s+fwd\s+dense\s+\d", render(report), re.M)

@@ -1,0 +1,309 @@
+"""What a spec means, for ``attnkit explain``: canonical form, components, weights, mask, plan.
+
+    >>> from attnkit.explain import explain, render
+    >>> report = explain("additive+local3", length=8, features=16)
+    >>> report["plans"][0]["plan"]
+    'dense'
+
+:func:`explain` returns plain data (the ``--json`` output); :func:`render` writes it for a
+terminal. Everything is read from the objects the layer itself uses: the resolved spec, an
+``AttentionLayer`` built on the given shape, the masks' ``allowed`` predicates and
+:func:`attnkit.plans.choose`, so the explanation cannot drift from what the layer does.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import Any
+
+import attrs
+
+from attnkit import plans
+from attnkit.spec import format_value
+
+__all__ = ["GRID_MAX", "STANDARD_LENGTHS", "explain", "mask_grid", "plan_for", "render"]
+
+#: Lengths the plan is also shown for, whatever ``--length`` is.
+STANDARD_LENGTHS = (128, 1024, 16384)
+#: The mask grid is drawn for at most this many steps (a terminal's worth of rows).
+GRID_MAX = 12
+
+
+def explain(spec: str, length: int = 8, features: int = 64) -> dict[str, Any]:
+    """Everything ``attnkit explain`` reports about ``spec`` for inputs of ``features`` features.
+
+    Args:
+        spec: spec text, e.g. ``"additive+local3"``.
+        length: T, the number of steps the plan and the mask grid are computed for.
+        features: D, the size of each step; the weights' shapes depend on it.
+
+    Returns:
+        A JSON-serialisable dict with keys ``spec``, ``canonical``, ``length``, ``features``,
+        ``components``, ``input_shape``, ``weights``, ``mask`` and ``plans``.
+
+    Raises:
+        AttnkitError: the spec does not resolve, or the layer cannot be built on that shape.
+    """
+    from attnkit.registry import registry
+
+    resolved = registry().resolve(spec)
+    input_shape, weights = layer_weights(resolved, length, features)
+    lengths = [length] + [t for t in STANDARD_LENGTHS if t != length]
+    return {
+        "spec": spec,
+        "canonical": resolved.canonical,
+        "length": length,
+        "features": features,
+        "components": component_rows(resolved),
+        "input_shape": list(input_shape),
+        "weights": weights,
+        "mask": mask_grid(resolved, length),
+        "plans": [plan_for(resolved, t, features) for t in lengths],
+    }
+
+
+def component_rows(resolved) -> list[dict[str, Any]]:
+    """One row per component (scorer, masks, pooling) with every parameter and its origin."""
+    from attnkit.registry import registry
+
+    parts = [resolved.scorer, *resolved.masks, resolved.pooling]
+    if not resolved.masks and resolved.pooling.accepts_masks:
+        parts.insert(1, registry().get("full").cls())  # what "no mask" means, made visible
+    rows = []
+    for component in parts:
+        info = registry().get(component.name)
+        params = []
+        for field in attrs.fields(type(component)):
+            value = getattr(component, field.name)
+            required = field.default is attrs.NOTHING
+            default = None if required else field.default
+            params.append(
+                {
+                    "name": field.name,
+                    "value": value,
+                    "default": default,
+                    "required": required,
+                    "is_default": not required
+                    and type(value) is type(default)
+                    and value == default,
+                    "doc": field.metadata.get("doc", ""),
+                }
+            )
+        rows.append(
+            {
+                "kind": component.kind,
+                "name": component.name,
+                "token": str(component),
+                "parameters": params,
+                "plugin": info.plugin,
+                "distribution": info.distribution,
+                "version": info.version,
+            }
+        )
+    return rows
+
+
+def input_shape_for(resolved, length: int, features: int) -> tuple:
+    """The shape the layer is built on: (None, T, D), or (None, D) for 2-D-only poolings."""
+    if 3 not in resolved.pooling.input_ranks:
+        return (None, features)
+    return (None, length, features)
+
+
+def layer_weights(resolved, length: int, features: int) -> tuple[tuple, list[dict]]:
+    """(input shape, the weights an ``AttentionLayer`` creates for it: name, shape, dtype)."""
+    from attnkit.layer import AttentionLayer
+
+    shape = input_shape_for(resolved, length, features)
+    layer = AttentionLayer(resolved)
+    layer.build(shape)
+    return shape, [
+        {"name": w.name, "shape": [int(d) for d in w.shape], "dtype": str(w.dtype)}
+        for w in layer.weights
+    ]
+
+
+def mask_grid(resolved, length: int) -> dict[str, Any]:
+    """The AND of the spec's masks at min(length, GRID_MAX) steps, as rows of ``#`` and ``.``.
+
+    Seq-like poolings get one row per query i; many-to-one poolings ask with one query at the
+    last step, so they get that row only. Padding is not drawn: it depends on the data.
+    """
+    from keras import ops
+
+    steps = min(length, GRID_MAX)
+    back, ahead = plans.combined_reach(resolved.masks)
+    pooling = resolved.pooling
+    result: dict[str, Any] = {
+        "steps": steps,
+        "masks": [str(m) for m in resolved.masks] or ["full"],
+        "reach": {"back": back, "ahead": ahead},
+        "query_positions": None,
+        "rows": None,
+    }
+    if not pooling.accepts_masks:
+        result["masks"] = []
+        return result
+    queries = [steps - 1] if pooling.many_to_one else list(range(steps))
+    q_idx = ops.convert_to_tensor([[[q] for q in queries]], dtype="int32")  # (1, Tq', 1)
+    k_idx = ops.reshape(ops.arange(steps, dtype="int32"), (1, 1, -1))
+    allowed = ops.ones((1, len(queries), steps), dtype="bool")
+    for mask in resolved.masks:
+        allowed = ops.logical_and(allowed, mask.allowed(q_idx, k_idx))
+    grid = ops.convert_to_numpy(allowed)[0]
+    result["query_positions"] = queries
+    result["rows"] = ["".join("#" if cell else "." for cell in row) for row in grid]
+    return result
+
+
+def _choose_arguments(resolved, length: int, features: int) -> dict[str, Any]:
+    """What ``AttentionLayer._plan`` passes to :func:`plans.choose` for self-attention on
+    (B, T, D) with the layer's default options (plan='auto', no returned weights)."""
+    shape = input_shape_for(resolved, length, features)
+    query_dim, key_dim = resolved.pooling.dims(shape, shape)
+    steps_q = 1 if resolved.pooling.many_to_one else length
+    return {
+        "plan": "auto",
+        "masks": resolved.masks,
+        "pooling": resolved.pooling,
+        "scorer": resolved.scorer,
+        "query_dim": query_dim,
+        "key_dim": key_dim,
+        "tq": steps_q,
+        "tk": length,
+        "needs_weights": False,
+        "same_length": True,
+    }
+
+
+def plan_for(resolved, length: int, features: int) -> dict[str, Any]:
+    """The plan the layer runs at ``length`` steps and why: {length, plan, reason}."""
+    args = _choose_arguments(resolved, length, features)
+    plan = plans.choose(**args)
+    return {"length": length, "plan": plan, "reason": _why(plan, resolved, args)}
+
+
+def _why(plan: str, resolved, args: dict[str, Any]) -> str:
+    """The rule of :func:`plans.choose` that picked ``plan``, in words."""
+    pooling, scorer = resolved.pooling, resolved.scorer
+    length = args["tk"]
+    back, ahead = plans.combined_reach(resolved.masks)
+    bounded = back is not None and ahead is not None
+    pair_width = scorer.pair_width(args["query_dim"], args["key_dim"])
+    pairs = length * length * pair_width
+    widths = f"T x T x pair width = {length} x {length} x {pair_width} = {pairs:,}"
+    if pooling.many_to_one:
+        return f"pooling '{pooling.name}' asks with one query and reads its weights"
+    if not pooling.uses_context:
+        return f"pooling '{pooling.name}' uses the weights themselves, not a context"
+    if plan == "banded":
+        window = back + 1 + ahead
+        return (
+            f"the masks reach {back} back, {ahead} ahead: each query scores its {window} "
+            f"keys, O(T x {window}) not O(T x T)"
+        )
+    if plan == "chunked":
+        if bounded:
+            return (
+                "the gathered windows would exceed "
+                f"{_power(plans.BANDED_MAX)} floats per sample: query blocks instead"
+            )
+        skip = ", skipping future key blocks" if ahead == 0 else ""
+        return (
+            f"{widths} >= {_power(plans.CHUNK_ABOVE)}: query blocks with a running "
+            f"softmax{skip}, memory O(block x T)"
+        )
+    if bounded:
+        return (
+            f"T={length} is at most twice the window ({back + 1 + ahead} keys): "
+            "scoring every pair costs about the same"
+        )
+    return f"{widths} < {_power(plans.CHUNK_ABOVE)}: every pair fits at once"
+
+
+def _power(value: int) -> str:
+    exponent = math.log2(value)
+    return f"2^{int(exponent)}" if exponent.is_integer() else f"{value:,}"
+
+
+# -- text ----------------------------------------------------------------------------------------
+
+
+def _reach_text(back, ahead) -> str:
+    if back is None and ahead is None:
+        return "reach: unbounded both ways (every key)"
+    side = {None: "unbounded", 0: "0"}
+    text = f"reach: {side.get(back, back)} back, {side.get(ahead, ahead)} ahead"
+    if back is not None and ahead is not None:
+        text += f" (at most {back + 1 + ahead} keys per query: banded plans apply)"
+    elif ahead == 0:
+        text += " (no future keys)"
+    return text
+
+
+def _param_text(param: dict[str, Any]) -> str:
+    text = f"{param['name']}={format_value(param['value'])}"
+    if not param["is_default"] and not param["required"]:
+        text += f" (default {format_value(param['default'])})"
+    return text
+
+
+def render(report: dict[str, Any], width: int = 100) -> str:
+    """``report`` (from :func:`explain`) as text wrapped to ``width`` columns."""
+    width = max(width, 40)
+    lines = [f"spec        {report['spec']}", f"canonical   {report['canonical']}", ""]
+    lines.append("components")
+    token_width = max(len(row["token"]) for row in report["components"])
+    for row in report["components"]:
+        params = ", ".join(_param_text(p) for p in row["parameters"]) or "no parameters"
+        origin = f"[{row['distribution']} {row['version']}, entry point '{row['plugin']}']"
+        head = f"  {row['kind']:<8} {row['token']:<{token_width}}  "
+        lines += textwrap.wrap(
+            f"{params}  {origin}",
+            width,
+            initial_indent=head,
+            subsequent_indent=" " * len(head),
+            break_on_hyphens=False,
+        )
+    lines += ["", f"weights for inputs {_shape(report['input_shape'])}"]
+    weights = report["weights"]
+    if not weights:
+        lines.append("  none")
+    name_width = max((len(w["name"]) for w in weights), default=0)
+    for w in weights:
+        lines.append(f"  {w['name']:<{name_width}}  {_shape(w['shape']):<14} {w['dtype']}")
+    total = sum(math.prod(w["shape"]) for w in weights)
+    if weights:
+        lines.append(f"  {len(weights)} weights, {total:,} parameters")
+    lines += [""] + _grid_lines(report["mask"], report["length"])
+    lines += ["", "plan (plan='auto': what the layer runs for self-attention on (B, T, D))"]
+    for entry in report["plans"]:
+        head = f"  T={entry['length']:<7} {entry['plan']:<8} "
+        lines += textwrap.wrap(
+            entry["reason"], width, initial_indent=head, subsequent_indent=" " * len(head)
+        )
+    return "\n".join(lines)
+
+
+def _grid_lines(mask: dict[str, Any], length: int) -> list[str]:
+    if mask["rows"] is None:
+        return ["mask: none (the pooling takes no masks; every key is visible)"]
+    steps = mask["steps"]
+    shown = f"T={steps}" + (f" (the first {steps} of {length} steps)" if steps < length else "")
+    lines = [
+        f"mask {'+'.join(mask['masks'])} at {shown}: rows query i, columns key j; "
+        "'#' allowed, '.' masked"
+    ]
+    lines.append("        j " + "".join(str(j % 10) for j in range(steps)))
+    for position, row in zip(mask["query_positions"], mask["rows"], strict=True):
+        lines.append(f"  i={position:<4}  {row}")
+    if len(mask["rows"]) == 1 and steps > 1:
+        lines.append("  (a many-to-one pooling asks with one query, at the last valid step)")
+    lines.append("  " + _reach_text(mask["reach"]["back"], mask["reach"]["ahead"]))
+    return lines
+
+
+def _shape(shape) -> str:
+    inner = ", ".join("None" if d is None else str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
