@@ -40,16 +40,21 @@ def explain(spec: str, length: int = 8, features: int = 64) -> dict[str, Any]:
 
     Returns:
         A JSON-serialisable dict with keys ``spec``, ``canonical``, ``length``, ``features``,
-        ``components``, ``input_shape``, ``weights``, ``mask`` and ``plans``.
+        ``components``, ``input_shape``, ``weights``, ``mask``, ``backend``, ``plans`` (the
+        given length first, then :data:`STANDARD_LENGTHS`) and ``kernel_backends`` (where
+        ``plan='auto'`` would take the fused-kernel plan for this spec; empty if none).
 
     Raises:
         AttnkitError: the spec does not resolve, or the layer cannot be built on that shape.
     """
+    import keras
+
     from attnkit.registry import registry
 
     resolved = registry().resolve(spec)
     input_shape, weights = layer_weights(resolved, length, features)
     lengths = [length] + [t for t in STANDARD_LENGTHS if t != length]
+    kernel_ok = _choose_arguments(resolved, length, features)["kernel_ok"]
     return {
         "spec": spec,
         "canonical": resolved.canonical,
@@ -59,7 +64,10 @@ def explain(spec: str, length: int = 8, features: int = 64) -> dict[str, Any]:
         "input_shape": list(input_shape),
         "weights": weights,
         "mask": mask_grid(resolved, length),
+        "backend": keras.backend.backend(),
         "plans": [plan_for(resolved, t, features) for t in lengths],
+        # The fused-kernel plan is taken automatically on some backends only.
+        "kernel_backends": list(plans.KERNEL_BACKENDS) if kernel_ok else [],
     }
 
 
@@ -125,10 +133,11 @@ def layer_weights(resolved, length: int, features: int) -> tuple[tuple, list[dic
 
 
 def mask_grid(resolved, length: int) -> dict[str, Any]:
-    """The AND of the spec's masks at min(length, GRID_MAX) steps, as rows of ``#`` and ``.``.
+    """The AND of the spec's masks drawn on at most GRID_MAX steps, as rows of ``#`` and ``.``.
 
-    Seq-like poolings get one row per query i; many-to-one poolings ask with one query at the
-    last step, so they get that row only. Padding is not drawn: it depends on the data.
+    Seq-like poolings get one row per query i over the first steps; many-to-one poolings ask
+    with one query at the last step, so they get that row, over the last keys. Padding is not
+    drawn: it depends on the data.
     """
     from keras import ops
 
@@ -140,29 +149,35 @@ def mask_grid(resolved, length: int) -> dict[str, Any]:
         "masks": [str(m) for m in resolved.masks] or ["full"],
         "reach": {"back": back, "ahead": ahead},
         "query_positions": None,
+        "key_positions": None,
         "rows": None,
     }
     if not pooling.accepts_masks:
         result["masks"] = []
         return result
-    queries = [steps - 1] if pooling.many_to_one else list(range(steps))
-    q_idx = ops.convert_to_tensor([[[q] for q in queries]], dtype="int32")  # (1, Tq', 1)
-    k_idx = ops.reshape(ops.arange(steps, dtype="int32"), (1, 1, -1))
-    allowed = ops.ones((1, len(queries), steps), dtype="bool")
+    if pooling.many_to_one:
+        queries, keys = [length - 1], list(range(length - steps, length))
+    else:
+        queries, keys = list(range(steps)), list(range(steps))
+    q_idx = ops.reshape(ops.convert_to_tensor(queries, dtype="int32"), (1, -1, 1))
+    k_idx = ops.reshape(ops.convert_to_tensor(keys, dtype="int32"), (1, 1, -1))
+    allowed = ops.ones((1, len(queries), len(keys)), dtype="bool")
     for mask in resolved.masks:
         allowed = ops.logical_and(allowed, mask.allowed(q_idx, k_idx))
     grid = ops.convert_to_numpy(allowed)[0]
-    result["query_positions"] = queries
+    result["query_positions"], result["key_positions"] = queries, keys
     result["rows"] = ["".join("#" if cell else "." for cell in row) for row in grid]
     return result
 
 
 def _choose_arguments(resolved, length: int, features: int) -> dict[str, Any]:
     """What ``AttentionLayer._plan`` passes to :func:`plans.choose` for self-attention on
-    (B, T, D) with the layer's default options (plan='auto', no returned weights)."""
+    (B, T, D) with the layer's default options (plan='auto', no returned weights, no attention
+    activation, no dropout)."""
     shape = input_shape_for(resolved, length, features)
     query_dim, key_dim = resolved.pooling.dims(shape, shape)
     steps_q = 1 if resolved.pooling.many_to_one else length
+    form = plans.kernel_form(resolved.scorer, resolved.masks, resolved.pooling, same_length=True)
     return {
         "plan": "auto",
         "masks": resolved.masks,
@@ -174,6 +189,7 @@ def _choose_arguments(resolved, length: int, features: int) -> dict[str, Any]:
         "tk": length,
         "needs_weights": False,
         "same_length": True,
+        "kernel_ok": form is not None,
     }
 
 
@@ -197,11 +213,16 @@ def _why(plan: str, resolved, args: dict[str, Any]) -> str:
         return f"pooling '{pooling.name}' asks with one query and reads its weights"
     if not pooling.uses_context:
         return f"pooling '{pooling.name}' uses the weights themselves, not a context"
+    if plan == "kernel":
+        return (
+            f"a scaled dot product under a {'causal' if ahead == 0 else 'full'} mask: the "
+            "backend's fused dot_product_attention computes it exactly"
+        )
     if plan == "banded":
         window = back + 1 + ahead
         return (
-            f"the masks reach {back} back, {ahead} ahead: each query scores its {window} "
-            f"keys, O(T x {window}) not O(T x T)"
+            f"masks reach {back} back, {ahead} ahead: each query scores its {window} keys, "
+            f"O(T x {window})"
         )
     if plan == "chunked":
         if bounded:
@@ -236,7 +257,7 @@ def _reach_text(back, ahead) -> str:
     side = {None: "unbounded", 0: "0"}
     text = f"reach: {side.get(back, back)} back, {side.get(ahead, ahead)} ahead"
     if back is not None and ahead is not None:
-        text += f" (at most {back + 1 + ahead} keys per query: banded plans apply)"
+        text += f" (at most {back + 1 + ahead} keys per query)"
     elif ahead == 0:
         text += " (no future keys)"
     return text
@@ -277,11 +298,24 @@ def render(report: dict[str, Any], width: int = 100) -> str:
     if weights:
         lines.append(f"  {len(weights)} weights, {total:,} parameters")
     lines += [""] + _grid_lines(report["mask"], report["length"])
-    lines += ["", "plan (plan='auto': what the layer runs for self-attention on (B, T, D))"]
+    lines += [
+        "",
+        f"plan on {report['backend']} (plan='auto': what the layer runs for self-attention "
+        "on (B, T, D))",
+    ]
     for entry in report["plans"]:
         head = f"  T={entry['length']:<7} {entry['plan']:<8} "
         lines += textwrap.wrap(
             entry["reason"], width, initial_indent=head, subsequent_indent=" " * len(head)
+        )
+    elsewhere = [b for b in report["kernel_backends"] if b != report["backend"]]
+    if elsewhere:
+        lines += textwrap.wrap(
+            f"on {' and '.join(elsewhere)} the fused kernel plan runs instead (the backend's "
+            "dot_product_attention computes this spec exactly)",
+            width,
+            initial_indent="  ",
+            subsequent_indent="  ",
         )
     return "\n".join(lines)
 
@@ -289,16 +323,18 @@ def render(report: dict[str, Any], width: int = 100) -> str:
 def _grid_lines(mask: dict[str, Any], length: int) -> list[str]:
     if mask["rows"] is None:
         return ["mask: none (the pooling takes no masks; every key is visible)"]
-    steps = mask["steps"]
-    shown = f"T={steps}" + (f" (the first {steps} of {length} steps)" if steps < length else "")
+    keys = mask["key_positions"]
+    shown = f"T={length}"
+    if len(keys) < length:
+        shown += f" (keys {keys[0]}..{keys[-1]} shown)"
     lines = [
         f"mask {'+'.join(mask['masks'])} at {shown}: rows query i, columns key j; "
         "'#' allowed, '.' masked"
     ]
-    lines.append("        j " + "".join(str(j % 10) for j in range(steps)))
+    lines.append("        j " + "".join(str(j % 10) for j in keys))
     for position, row in zip(mask["query_positions"], mask["rows"], strict=True):
         lines.append(f"  i={position:<4}  {row}")
-    if len(mask["rows"]) == 1 and steps > 1:
+    if len(mask["rows"]) == 1 and length > 1:
         lines.append("  (a many-to-one pooling asks with one query, at the last valid step)")
     lines.append("  " + _reach_text(mask["reach"]["back"], mask["reach"]["ahead"]))
     return lines

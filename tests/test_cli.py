@@ -231,7 +231,9 @@ EXPLAIN_KEYS = {
     "input_shape",
     "weights",
     "mask",
+    "backend",
     "plans",
+    "kernel_backends",
 }
 
 
@@ -274,7 +276,7 @@ def test_explain_text(capsys):
     assert "units=8 (default 32), use_additive_bias=true" in out
     assert re.search(r"scorer_w_q\s+\(5, 8\)\s+float32", out)
     assert "5 weights, 97 parameters" in out
-    assert re.search(r"T=1024\s+banded\s+the masks reach 1 back, 1 ahead", out)
+    assert re.search(r"T=1024\s+banded\s+masks reach 1 back, 1 ahead", out)
 
 
 def _numpy_mask(masks: str, steps: int) -> np.ndarray:
@@ -306,6 +308,10 @@ def test_explain_many_to_one_shows_its_one_query_and_the_reach(capsys):
     report = _explain(capsys, "dot+causal2+last", "--length", "6")
     assert report["mask"]["query_positions"] == [5]
     assert report["mask"]["rows"] == ["....##"]
+    # Past GRID_MAX steps a many-to-one row shows the last keys, where its query stands.
+    late = _explain(capsys, "dot+causal2+last", "--length", "20")["mask"]
+    assert (late["query_positions"], late["key_positions"]) == ([19], list(range(8, 20)))
+    assert late["rows"] == ["..........##"]
     assert report["mask"]["reach"] == {"back": 1, "ahead": 0}
     assert _explain(capsys, "dot", "--length", "6")["mask"]["reach"] == {
         "back": None,
@@ -316,8 +322,8 @@ def test_explain_many_to_one_shows_its_one_query_and_the_reach(capsys):
 @pytest.mark.parametrize(
     ("spec", "length", "plan", "why"),
     [
-        ("dot", 8, "dense", "every pair fits at once"),
-        ("dot", 16384, "chunked", "query blocks"),
+        ("general", 8, "dense", "every pair fits at once"),
+        ("general", 16384, "chunked", "query blocks"),
         ("additive", 1024, "chunked", "1024 x 1024 x 32"),
         ("dot+local3", 1024, "banded", "each query scores its 3 keys"),
         ("dot+local3", 4, "dense", "at most twice the window"),
@@ -330,7 +336,23 @@ def test_explain_plan_and_why(capsys, spec, length, plan, why):
     assert plans[0]["plan"] == plan and why in plans[0]["reason"]
 
 
-@pytest.mark.parametrize("spec", ["dot", "additive+causal", "dot+local3", "general+last"])
+def test_explain_kernel_plan_where_the_backend_has_one(capsys):
+    """A scaled dot product under a causal mask runs the fused kernel on JAX and torch."""
+    report = _explain(capsys, "dot+causal", "--length", "1024")
+    assert report["kernel_backends"] == ["jax", "torch"]
+    first = report["plans"][0]
+    if keras.backend.backend() in ("jax", "torch"):
+        assert first["plan"] == "kernel" and "dot_product_attention" in first["reason"]
+    else:
+        assert first["plan"] == "dense"
+        assert cli.main(["explain", "dot+causal"]) == 0
+        assert "on jax and torch the fused kernel plan runs instead" in capsys.readouterr().out
+    assert _explain(capsys, "dot+causal2")["kernel_backends"] == []
+
+
+@pytest.mark.parametrize(
+    "spec", ["dot", "dot+causal", "additive+causal", "dot+local3", "general+last"]
+)
 def test_explain_plan_is_the_one_the_layer_runs(monkeypatch, spec):
     """The plan explain names is what plans.choose returns when the layer itself calls it."""
     from attnkit import explain, plans
@@ -399,7 +421,7 @@ def test_bench_reports_a_failed_worker_in_the_table(capsys, monkeypatch):
     monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
     assert cli.main(["bench", "dot+causal", "--length", "16", "32", "--batch", "2"]) == 0
     captured = capsys.readouterr()
-    assert re.search(r"16\s+fwd\s+dense\s+2\.00 ms\s+failed\s+-\s+50\.0 MiB", captured.out)
+    assert re.search(r"16\s+fwd\s+(dense|kernel)\s+2\.00 ms\s+failed\s+-\s+50\.0 MiB", captured.out)
     assert "T=32 fwd keras: out of memory (killed)" in captured.out
     assert "vs keras.layers.Attention(use_causal_mask=True)" in captured.out
     assert "[1/5] baseline" in captured.err and "[5/5] dot+causal T=32 fwd keras" in captured.err
@@ -433,6 +455,7 @@ def test_run_worker_turns_failures_into_reasons(code, reason):
 def test_bench_console_entry_tiny_json():
     """The one real run: `python -m attnkit.cli bench` spawns its workers; stdout is JSON only."""
     from attnkit.bench import render
+    from attnkit.explain import plan_for
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     argv = ["--length", "16", "--batch", "2", "--features", "8", "--repeats", "2", "--json"]
@@ -449,8 +472,9 @@ def test_bench_console_entry_tiny_json():
     assert report["peer"] == "keras.layers.Attention(use_causal_mask=True)"
     assert report["baseline_rss"] > 0
     (row,) = report["rows"]
-    assert (row["length"], row["mode"], row["plan"]) == (16, "fwd", "dense")
+    plan = plan_for(attnkit.resolve("dot+causal"), 16, 8)["plan"]  # kernel on JAX and torch
+    assert (row["length"], row["mode"], row["plan"]) == (16, "fwd", plan)
     assert row["attnkit"]["seconds"] > 0 and row["keras"]["seconds"] > 0
     assert row["ratio"] == pytest.approx(row["attnkit"]["seconds"] / row["keras"]["seconds"])
     assert row["attnkit"]["memory"] >= 0
-    assert re.search(r"^\s+16\s+fwd\s+dense\s+\d", render(report), re.M)
+    assert re.search(rf"^\s+16\s+fwd\s+{plan}\s+\d", render(report), re.M)
