@@ -125,14 +125,16 @@ def bench(
         failed).
 
     Raises:
-        AttnkitError: the spec does not resolve.
+        AttnkitError: the spec does not resolve, or its layer cannot be built on that shape.
     """
     import keras
 
-    from attnkit.explain import input_shape_for, plan_for
+    from attnkit.explain import input_shape_for, layer_weights, plan_for
     from attnkit.registry import registry
 
     resolved = registry().resolve(spec)
+    for length in lengths:  # a layer that cannot be built fails here, not in every worker
+        layer_weights(resolved, length, features)
     modes = ["fwd", "train"] if train else ["fwd"]
     total = 1 + 2 * len(lengths) * len(modes)
     step = 0

@@ -322,8 +322,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for usage errors)."""
+    from attnkit.errors import AttnkitError
+
     args = _parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except AttnkitError as error:  # e.g. a broken plugin under ATTNKIT_STRICT_PLUGINS=1
+        return _usage_error(args.command, error)
+    except KeyboardInterrupt:  # a long bench or check stopped by hand: no traceback
+        print(f"attnkit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

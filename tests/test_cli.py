@@ -430,6 +430,11 @@ def test_bench_reports_a_failed_worker_in_the_table(capsys, monkeypatch):
     assert cli.main(["bench", "dot", "--length", "16", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["rows"][0]["attnkit"] == {"error": "boom"} and report["rows"][0]["ratio"] is None
+    # A spec that cannot resolve or build fails before any worker starts.
+    assert cli.main(["bench", "dot+gate", "--length", "16"]) == 2
+    assert "scorer 'dot' needs queries and keys of the same size" in capsys.readouterr().err
+    assert cli.main(["bench", "dott"]) == 2
+    assert "did you mean 'dot'?" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
