@@ -15,6 +15,7 @@ __all__ = [
     "MaskShapeError",
     "MissingDependencyError",
     "MissingPluginError",
+    "NonFiniteError",
     "PlotError",
     "PluginConflictError",
     "PluginLoadError",
@@ -142,3 +143,8 @@ class AttnkitPluginWarning(UserWarning):
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Close matches of ``word`` among ``candidates``, best first (difflib, cutoff 0.6)."""
     return difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)
+
+
+class NonFiniteError(AttnkitError, FloatingPointError):
+    """Debug mode (:mod:`attnkit.debug`) found a NaN or an infinity; the message names the
+    layer, the stage (input, scores, weights, output) and the component with its distribution."""
