@@ -11,6 +11,7 @@ __all__ = [
     "CaptureError",
     "ComponentError",
     "InputShapeError",
+    "KerasRegistrationError",
     "LayerNotFoundError",
     "MaskShapeError",
     "MissingDependencyError",
@@ -19,6 +20,7 @@ __all__ = [
     "PlotError",
     "PluginConflictError",
     "PluginLoadError",
+    "SerializationError",
     "SpecError",
     "SpecParameterError",
     "SpecSlotError",
@@ -148,3 +150,13 @@ def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
 class NonFiniteError(AttnkitError, FloatingPointError):
     """Debug mode (:mod:`attnkit.debug`) found a NaN or an infinity; the message names the
     layer, the stage (input, scores, weights, output) and the component with its distribution."""
+
+
+class SerializationError(AttnkitError, ValueError):
+    """A layer cannot be saved so that it loads back safely (a component no plugin registers, an
+    activation Keras cannot name), or a saved config holds a field attnkit refuses to use."""
+
+
+class KerasRegistrationError(PluginConflictError):
+    """Keras' serializable registry maps attnkit's own name (``attnkit>AttentionLayer``) to
+    another object, so a saved file would load as that object."""
