@@ -4,8 +4,10 @@ Plugins are found through the ``attnkit`` entry-point group and managed with plu
 built-ins are declared in its ``pyproject.toml`` under that group and load the same way, first.
 Loading is lazy (first :meth:`Registry.resolve` or :meth:`Registry.components`), happens once, and
 is guarded by a re-entrant lock. Each entry point loads in isolation: one that fails to import or
-validate is reported once with an :class:`AttnkitPluginWarning` naming the entry point, its
-distribution and version, and the error, and is skipped.
+validate (a bad component, a hook pluggy rejects, a misspelled hook, or an import that replaced
+attnkit's own names in Keras' serializable registry) is reported once with an
+:class:`AttnkitPluginWarning` naming the entry point, its distribution and version, and the
+error, and is skipped: the plugin manager is left as if it had never been registered.
 
 Environment switches (read when a registry is created):
     ATTNKIT_STRICT_PLUGINS=1: a broken or conflicting plugin raises instead of warning.
@@ -182,7 +184,6 @@ class Registry:
                         )
                 for ep, dist, version in others:
                     self._load_entry_point(ep.name, ep.value, dist, version, ep.load)
-                self._pm.check_pending()
             finally:
                 self._state = "loaded"
 
@@ -218,17 +219,36 @@ class Registry:
             if problem:
                 self._broken(record, where, problem)
                 return
+        keras_names = _keras_names()
         try:
             module = load()
         except (Exception, SystemExit) as error:  # a plugin must never take attnkit down
+            _restore_keras_names(keras_names)
             self._broken(record, where, f"import failed: {type(error).__name__}: {error}", error)
+            return
+        taken = _restore_keras_names(keras_names)
+        if taken and not own:
+            self._broken(
+                record,
+                where,
+                f"importing it replaced attnkit's own Keras serializable {', '.join(taken)} "
+                "(register the plugin's Keras objects under its own package, e.g. "
+                "@keras.saving.register_keras_serializable(package='<distribution>')); "
+                "attnkit's were put back",
+                error_cls=PluginConflictError,
+            )
             return
         plugin_name = f"{dist}:{name}"
         try:
             self._pm.register(module, name=plugin_name)
+            # pluggy reports a misspelled hook only from check_pending(), which checks every
+            # plugin at once: run it after each registration instead, so that the plugin with
+            # the typo is the one rejected. Every plugin registered before passed the same
+            # check (or was unregistered), so whatever it finds belongs to this one.
+            self._pm.check_pending()
         except Exception as error:  # PluginValidationError, or the module already registered
             self._unregister(module, plugin_name)
-            self._broken(record, where, f"invalid hook: {error}", error)
+            self._broken(record, where, f"invalid hook: {error}{self._hook_hint(error)}", error)
             return
         impls = [
             impl
@@ -345,10 +365,39 @@ class Registry:
                 )
             except ValueError:  # pragma: no cover - registered under another name
                 pass
+        # unregister() empties the caller pluggy made for an unknown (misspelled) hook but keeps
+        # it; drop it, so the manager looks as if the plugin had never been registered.
+        for hook_name, caller in list(vars(self._pm.hook).items()):
+            if (
+                not hook_name.startswith("_")
+                and isinstance(caller, pluggy.HookCaller)
+                and not caller.has_spec()
+                and not caller.get_hookimpls()
+            ):
+                delattr(self._pm.hook, hook_name)
 
-    def _broken(self, record, where: str, problem: str, cause: BaseException | None = None) -> None:
+    @staticmethod
+    def _hook_hint(error: Exception) -> str:
+        """For an unknown hook, the hook it was probably meant to be (or the hooks there are)."""
+        match = re.match(r"unknown hook '([^']+)'", str(error))
+        if not match:
+            return ""
+        known = [n for n in vars(hookspecs) if n.startswith("attnkit_")]
+        close = did_you_mean(match.group(1), known)
+        if close:
+            return f"; did you mean '{close[0]}'?"
+        return f"; attnkit's hooks are: {', '.join(sorted(known))}"
+
+    def _broken(
+        self,
+        record,
+        where: str,
+        problem: str,
+        cause: BaseException | None = None,
+        error_cls: type[Exception] = PluginLoadError,
+    ) -> None:
         record("broken", problem)
-        self._report(PluginLoadError, f"skipping {where}: {problem}", cause)
+        self._report(error_cls, f"skipping {where}: {problem}", cause)
 
     def _report(self, error_cls: type[Exception], message: str, cause=None) -> None:
         if self.strict:
@@ -431,6 +480,45 @@ class Registry:
         parsed = spec if isinstance(spec, Spec) else parse(spec)
         self.load()
         return fill_slots(self, parsed)
+
+
+#: Keras' serializable names under attnkit's package, e.g. ``attnkit>AttentionLayer``.
+_KERAS_PREFIX = "attnkit>"
+
+
+def _keras_names() -> dict[str, object] | None:
+    """attnkit's entries in Keras' serializable registry (None before Keras is imported)."""
+    import sys
+
+    # Importing Keras only for this check would make the registry cost a Keras import.
+    if "keras" not in sys.modules:
+        return None
+    import keras
+
+    return {
+        key: obj
+        for key, obj in keras.saving.get_custom_objects().items()
+        if key.startswith(_KERAS_PREFIX)
+    }
+
+
+def _restore_keras_names(before: dict[str, object] | None) -> list[str]:
+    """Put back attnkit's Keras names a plugin import replaced; returns the ones replaced.
+
+    Keras' ``register_keras_serializable`` silently overwrites an existing name, and a file
+    saved with ``attnkit>AttentionLayer`` would then load as the plugin's class. Only names
+    that existed before and now map to another object count: a plugin adding a new name under
+    ``attnkit>`` collides with nothing.
+    """
+    if before is None:
+        return []
+    import keras
+
+    custom = keras.saving.get_custom_objects()
+    taken = [key for key, obj in before.items() if custom.get(key) is not obj]
+    for key in taken:
+        custom[key] = before[key]
+    return sorted(taken)
 
 
 _default: Registry | None = None

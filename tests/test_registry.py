@@ -16,11 +16,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import uuid
 import warnings
-from pathlib import Path
 
 import pytest
+from fakedists import GOOD_PLUGIN, FakeDists, clean_plugin_env, only_attnkit_and
 
 import attnkit
 import attnkit.masks
@@ -36,118 +35,22 @@ from attnkit import (
 registry_module = importlib.import_module("attnkit.registry")
 
 BUILTIN = {
-    "scorer": {"dot", "general", "additive", "bahdanau", "gaussian", "dense"},
+    "scorer": {"dot", "general", "additive", "bahdanau", "gaussian", "dense", "concat"},
     "mask": {"full", "local", "causal"},
     "pooling": {"seq", "last", "weighted", "gate"},
 }
 BUILTIN_ENTRY_POINTS = {"scorers", "masks", "poolings"}
 
-GOOD_PLUGIN = """
-import attrs, attnkit
-from keras import ops
-
-@attrs.frozen
-class Cosine(attnkit.Scorer):
-    name = "{name}"
-    temperature: float = 1.0
-
-    def score(self, params, query, key):
-        qn = query / ops.norm(query, axis=-1, keepdims=True)
-        kn = key / ops.norm(key, axis=-1, keepdims=True)
-        return ops.matmul(qn, ops.swapaxes(kn, -1, -2)) / self.temperature
-
-@attnkit.hookimpl
-def attnkit_add_components():
-    return [Cosine]
-"""
-
-
-class FakeDists:
-    """Writes fake distributions under a tmp folder and puts them on sys.path."""
-
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.tmp_path = tmp_path
-        self.monkeypatch = monkeypatch
-        self.modules: list[str] = []
-        self.tag = uuid.uuid4().hex[:10]
-
-    def module_name(self, stem: str) -> str:
-        name = f"attnkit_fake_{stem}_{self.tag}"
-        self.modules.append(name)
-        return name
-
-    def add(
-        self,
-        dist: str,
-        modules: dict[str, str],
-        entry_points: dict[str, str] | None = None,
-        *,
-        version: str = "1.0",
-        requires: tuple[str, ...] = (),
-        folder: str | None = None,
-        prepend: bool = True,
-    ) -> Path:
-        """One distribution named ``dist``; ``entry_points`` default to one per module.
-
-        Returns the folder that holds it (prepended to sys.path unless ``prepend`` is False).
-        """
-        root = self.tmp_path / (folder or dist)
-        root.mkdir(exist_ok=True)
-        info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        metadata = f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
-        metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
-        (info / "METADATA").write_text(metadata)
-        if entry_points is None:
-            entry_points = {
-                module.rsplit("_", 1)[0].replace("attnkit_fake_", ""): module for module in modules
-            }
-        (info / "entry_points.txt").write_text(
-            "[attnkit]\n" + "".join(f"{ep} = {value}\n" for ep, value in entry_points.items())
-        )
-        for module, source in modules.items():
-            (root / f"{module}.py").write_text(textwrap.dedent(source))
-        if prepend:
-            self.monkeypatch.syspath_prepend(str(root))
-        return root
-
-    def good(self, dist: str, component: str = "cosine", *, stem: str = "good", **kwargs) -> str:
-        """A distribution with one good plugin module; returns the module name."""
-        module = self.module_name(stem)
-        self.add(dist, {module: GOOD_PLUGIN.format(name=component)}, **kwargs)
-        return module
-
-    def cleanup(self) -> None:
-        for name in self.modules:
-            sys.modules.pop(name, None)
-
 
 @pytest.fixture(autouse=True)
 def only_attnkit_and_fakes(tmp_path, monkeypatch):
-    """Hide real third-party plugins installed in this environment (the example plugins are):
-    these tests count exactly what they install, and one of their fakes is also called cosine."""
-    real = importlib.metadata.entry_points
-
-    def isolated(**selection):
-        return importlib.metadata.EntryPoints(
-            ep
-            for ep in real(**selection)
-            if ep.dist is None
-            or ep.dist.metadata["Name"] == "attnkit"
-            or str(tmp_path) in str(getattr(ep.dist, "_path", ""))
-        )
-
-    monkeypatch.setattr(registry_module.metadata, "entry_points", isolated)
+    """Hide real third-party plugins installed in this environment (see fakedists)."""
+    only_attnkit_and(tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    for var in (
-        "ATTNKIT_STRICT_PLUGINS",
-        "ATTNKIT_DISABLE_PLUGIN_AUTOLOAD",
-        "ATTNKIT_BLOCK_PLUGINS",
-    ):
-        monkeypatch.delenv(var, raising=False)
+    clean_plugin_env(monkeypatch)
     dists = FakeDists(tmp_path, monkeypatch)
     yield dists
     dists.cleanup()
