@@ -204,7 +204,10 @@ class Registry:
 
     def _load_entry_point(self, name, value, dist, version, load) -> None:
         own = _normalize(dist) == OWN_DISTRIBUTION
-        where = f"entry point '{name} = {value}' of distribution {dist} {version}"
+        where = (
+            f"entry point '{name} = {value}' (group '{self.group}') "
+            f"of distribution {dist} {version}"
+        )
 
         def record(status: str, error: str | None = None, components=()):
             self._plugins.append(

@@ -17,9 +17,16 @@ import sys
 import textwrap
 import threading
 import warnings
+from unittest import mock
 
+import keras
+import numpy as np
+import pluggy
 import pytest
 from fakedists import GOOD_PLUGIN, FakeDists, clean_plugin_env, only_attnkit_and
+from hypothesis import given
+from hypothesis import strategies as st
+from packaging.specifiers import SpecifierSet
 
 import attnkit
 import attnkit.masks
@@ -127,13 +134,18 @@ def test_listing(fake):
         reg.get("nope")
 
 
-def test_loading_is_lazy_and_happens_once(fake):
+def test_p6_loading_is_lazy_all_at_first_use_and_once(fake):
+    """Deliberate deviation from P6's "lazy, on first use of a name": the first query of any
+    kind (resolving even a built-in name, listing) loads every plugin at once, under one lock.
+    Per-name loading would need each plugin to declare its names in metadata, which entry
+    points cannot; and "unknown name" errors can only list close names (G4) from everything."""
     module = fake.good("attnkit-lazy")
     reg = Registry()
     assert module not in sys.modules  # creating a registry imports nothing
     assert reg._components == {}
-    reg.resolve("cosine")
+    reg.resolve("dot")  # a built-in name: the plugin loads all the same
     assert module in sys.modules
+    assert reg.resolve("cosine").plugins == {"cosine": "attnkit-lazy==1.0"}
     first = reg.plugins()
     reg.load()
     reg.components()
@@ -176,7 +188,7 @@ BROKEN_SOURCES = {
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN_SOURCES))
-def test_broken_plugin_is_skipped_with_one_warning(fake, kind, quiet):
+def test_p1_broken_plugin_is_skipped_with_one_warning(fake, kind, quiet):
     source, error_type, error_text = BROKEN_SOURCES[kind]
     broken = fake.module_name("broken")
     fake.add(
@@ -191,6 +203,7 @@ def test_broken_plugin_is_skipped_with_one_warning(fake, kind, quiet):
     (message,) = messages
     assert "brokenep" in message
     assert broken in message  # the entry point's value
+    assert "group 'attnkit'" in message
     assert "attnkit-broken" in message and "0.7" in message
     assert error_type in message
     assert error_text.format(tag=fake.tag) in message
@@ -210,7 +223,7 @@ def test_broken_plugin_is_skipped_with_one_warning(fake, kind, quiet):
         reg.plugins()
 
 
-def test_keyboard_interrupt_is_not_swallowed(fake):
+def test_p1_keyboard_interrupt_is_not_swallowed(fake):
     module = fake.module_name("interrupt")
     fake.add("attnkit-interrupt", {module: "raise KeyboardInterrupt\n"})
     with pytest.raises(KeyboardInterrupt):
@@ -218,7 +231,7 @@ def test_keyboard_interrupt_is_not_swallowed(fake):
 
 
 @pytest.mark.parametrize("how", ["argument", "env"])
-def test_strict_mode_raises_with_the_cause_chained(fake, monkeypatch, how):
+def test_p1_strict_mode_raises_with_the_cause_chained(fake, monkeypatch, how):
     broken = fake.module_name("broken")
     fake.add(
         "attnkit-broken", {broken: f"raise RuntimeError('boom {fake.tag}')\n"}, {"brokenep": broken}
@@ -237,13 +250,13 @@ def test_strict_mode_raises_with_the_cause_chained(fake, monkeypatch, how):
     assert str(info.value.__cause__) == f"boom {fake.tag}"
 
 
-def test_strict_mode_off_by_env_value(fake, monkeypatch):
+def test_p1_strict_mode_off_by_env_value(fake, monkeypatch):
     monkeypatch.setenv("ATTNKIT_STRICT_PLUGINS", "0")
     assert not Registry().strict
     assert Registry(strict=True).strict
 
 
-def test_entry_point_to_a_missing_attribute(fake):
+def test_p1_entry_point_to_a_missing_attribute(fake):
     module = fake.module_name("attr")
     fake.add(
         "attnkit-attr", {module: GOOD_PLUGIN.format(name="cosine")}, {"attrep": f"{module}:missing"}
@@ -258,7 +271,7 @@ def test_entry_point_to_a_missing_attribute(fake):
     assert "cosine" not in names(reg)
 
 
-def test_entry_point_to_an_attribute_that_holds_the_hooks(fake):
+def test_p1_entry_point_to_an_attribute_that_holds_the_hooks(fake):
     """'module:attr' pointing at an object with the hook is a valid plugin."""
     module = fake.module_name("attrok")
     source = GOOD_PLUGIN.format(name="cosine") + textwrap.dedent("""
@@ -380,7 +393,7 @@ BAD_COMPONENTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_COMPONENTS))
-def test_plugin_with_an_invalid_component_is_rejected_as_a_whole(fake, case):
+def test_p3_plugin_with_an_invalid_component_is_rejected_as_a_whole(fake, case):
     bad, reason = BAD_COMPONENTS[case]
     module = fake.module_name("bad")
     fake.add(
@@ -409,7 +422,7 @@ def test_plugin_with_an_invalid_component_is_rejected_as_a_whole(fake, case):
     assert reg.resolve("other").plugins == {"other": "attnkit-good==1.0"}
 
 
-def test_hook_that_raises_is_rejected(fake):
+def test_p3_hook_that_raises_is_rejected(fake):
     module = fake.module_name("hookraise")
     fake.add(
         "attnkit-hookraise",
@@ -457,12 +470,26 @@ HOOK_FAULTS = {
         """,
         "attnkit_add_components",
     ),
+    # A good hook beside a typo: pluggy finds the typo only in check_pending(), which used to
+    # run once for every plugin and raise out of Registry.load().
+    "misspelled_extra_hook": (
+        """
+        @attnkit.hookimpl
+        def attnkit_add_components():
+            return [Cosine]
+
+        @attnkit.hookimpl
+        def attnkit_add_componentz():
+            return [Cosine]
+        """,
+        "unknown hook 'attnkit_add_componentz'",
+    ),
     "no_hook": ("", "attnkit_add_components"),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(HOOK_FAULTS))
-def test_plugin_with_a_bad_hook_leaves_the_manager_as_before(fake, fault):
+def test_p3_plugin_with_a_bad_hook_leaves_the_manager_as_before(fake, fault):
     hook, reason = HOOK_FAULTS[fault]
     source = textwrap.dedent("""
         import attrs, attnkit
@@ -496,13 +523,45 @@ def test_plugin_with_a_bad_hook_leaves_the_manager_as_before(fake, fault):
         impl.plugin_name for impl in baseline._pm.hook.attnkit_add_components.get_hookimpls()
     ]
     assert sys.modules[module] not in reg._pm.get_plugins()
+    hooks = sorted(n for n in vars(reg._pm.hook) if not n.startswith("_"))
+    assert hooks == sorted(n for n in vars(baseline._pm.hook) if not n.startswith("_"))
     reg._pm.check_pending()  # no unknown hook left behind
+
+
+def test_p3_misspelled_extra_hook_is_a_warning(fake, monkeypatch):
+    """A plugin with a valid hook and a misspelled one: that plugin is reported, quoting pluggy,
+    with the hook it was probably meant to be; every other plugin loads; strict mode raises."""
+    module = fake.module_name("typo")
+    source = GOOD_PLUGIN.format(name="cosine") + textwrap.dedent("""
+        @attnkit.hookimpl
+        def attnkit_add_componentz():
+            return [Cosine]
+    """)
+    fake.add("attnkit-typo", {module: source}, {"typo": module}, version="0.4")
+    fake.good("attnkit-good", component="other")
+    reg = Registry()
+    with pytest.warns(AttnkitPluginWarning) as record:
+        reg.load()  # used to raise pluggy.PluginValidationError from here
+    (message,) = plugin_warnings(record)
+    assert "'typo = " in message and "attnkit-typo 0.4" in message
+    assert "unknown hook 'attnkit_add_componentz' in plugin" in message  # pluggy's words
+    assert "did you mean 'attnkit_add_components'?" in message
+    assert status(reg, "typo").status == "broken"
+    assert "cosine" not in names(reg)
+    assert reg.resolve("other").plugins == {"other": "attnkit-good==1.0"}
+    assert not reg._pm.has_plugin("attnkit-typo:typo")
+    assert not hasattr(reg._pm.hook, "attnkit_add_componentz")
+
+    monkeypatch.setenv("ATTNKIT_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match="attnkit_add_componentz") as info:
+        Registry().load()
+    assert isinstance(info.value.__cause__, pluggy.PluginValidationError)
 
 
 # -- P2: name collisions ----------------------------------------------------------------------
 
 
-def test_two_distributions_with_one_name_conflict(fake, monkeypatch):
+def test_p2_two_distributions_with_one_name_conflict(fake, monkeypatch):
     folders = {}
     for short, version in (("alpha", "1.1"), ("beta", "2.2")):
         module = fake.module_name(short)
@@ -550,7 +609,7 @@ def test_two_distributions_with_one_name_conflict(fake, monkeypatch):
     assert outcomes[0] == outcomes[1]
 
 
-def test_conflicting_plugins_are_both_marked_conflict(fake):
+def test_p2_conflicting_plugins_are_both_marked_conflict(fake):
     """reliability.md P2: "Two plugins with one name are both marked `conflict`"."""
     fake.good("attnkit-alpha", stem="alpha", entry_points=None)
     fake.good("attnkit-beta", stem="beta", entry_points=None)
@@ -561,7 +620,12 @@ def test_conflicting_plugins_are_both_marked_conflict(fake):
     assert statuses == {"attnkit-alpha": "conflict", "attnkit-beta": "conflict"}
 
 
-def test_conflict_can_be_resolved_by_blocking_one(fake, monkeypatch):
+def test_p2_conflict_is_resolved_by_blocking_one_there_is_no_prefer(fake, monkeypatch):
+    """Deliberate deviation from P2: there is no ``attnkit.plugins.prefer(name, dist=...)``.
+    The block list (env ``ATTNKIT_BLOCK_PLUGINS`` or ``Registry(blocked=...)``) is the one way
+    to pick: a preference would be a second, order-dependent switch deciding which code runs
+    under a name, where blocking states which distribution must not load at all."""
+    assert not hasattr(attnkit, "plugins")
     fake.good("attnkit-alpha", stem="alpha")
     fake.good("attnkit-beta", stem="beta")
     monkeypatch.setenv("ATTNKIT_BLOCK_PLUGINS", "attnkit-beta")
@@ -569,14 +633,14 @@ def test_conflict_can_be_resolved_by_blocking_one(fake, monkeypatch):
     assert reg.resolve("cosine").plugins == {"cosine": "attnkit-alpha==1.0"}
 
 
-def test_conflict_in_strict_mode_raises(fake):
+def test_p2_conflict_in_strict_mode_raises(fake):
     fake.good("attnkit-alpha", stem="alpha")
     fake.good("attnkit-beta", stem="beta")
     with pytest.raises(PluginConflictError, match="attnkit-alpha.*attnkit-beta"):
         Registry(strict=True).load()
 
 
-def test_plugin_cannot_take_a_builtin_name(fake):
+def test_p2_plugin_cannot_take_a_builtin_name(fake):
     fake.good("attnkit-impostor", component="dot", version="6.6")
     reg = Registry()
     with pytest.warns(AttnkitPluginWarning) as record:
@@ -591,7 +655,7 @@ def test_plugin_cannot_take_a_builtin_name(fake):
     assert status(reg, "good").status != "loaded"
 
 
-def test_plugin_cannot_take_a_builtin_name_of_another_kind(fake):
+def test_p2_plugin_cannot_take_a_builtin_name_of_another_kind(fake):
     """Names are unique across kinds: a scorer called 'local' is refused too."""
     fake.good("attnkit-impostor", component="local")
     reg = Registry()
@@ -601,7 +665,7 @@ def test_plugin_cannot_take_a_builtin_name_of_another_kind(fake):
     assert reg.get("local").builtin
 
 
-def test_same_distribution_twice_on_sys_path_loads_once(fake, quiet):
+def test_p2_same_distribution_twice_on_sys_path_loads_once(fake, quiet):
     module = fake.module_name("twice")
     for folder in ("copy1", "copy2"):
         fake.add(
@@ -617,11 +681,29 @@ def test_same_distribution_twice_on_sys_path_loads_once(fake, quiet):
     assert [p.entry_point for p in reg.plugins()].count("twice") == 1
 
 
+def test_p2_egg_info_and_dist_info_copies_load_once(fake, quiet):
+    """One distribution as a dist-info on one sys.path entry and an egg-info on another."""
+    module = fake.module_name("egg")
+    fake.add("attnkit-egg", {module: GOOD_PLUGIN.format(name="cosine")}, {"egg": module})
+    egg_root = fake.tmp_path / "egg-copy"
+    info = egg_root / "attnkit_egg.egg-info"
+    info.mkdir(parents=True)
+    (info / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: attnkit-egg\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[attnkit]\negg = {module}\n")
+    fake.monkeypatch.syspath_prepend(str(egg_root))
+    found = [d for d in importlib.metadata.distributions() if d.metadata["Name"] == "attnkit-egg"]
+    assert len(found) == 2  # both copies really are visible
+    reg = Registry()
+    with quiet:
+        assert reg.resolve("cosine").plugins == {"cosine": "attnkit-egg==1.0"}
+    assert [p.entry_point for p in reg.plugins()].count("egg") == 1
+
+
 # -- autoload switch and block list -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["argument", "env"])
-def test_autoload_disabled_loads_builtins_only(fake, monkeypatch, how, quiet):
+def test_p1_autoload_disabled_loads_builtins_only(fake, monkeypatch, how, quiet):
     module = fake.good("attnkit-good")
     broken = fake.module_name("broken")
     fake.add(
@@ -649,7 +731,7 @@ def test_autoload_disabled_loads_builtins_only(fake, monkeypatch, how, quiet):
     ["attnkit-broken", "brokenep", "Attnkit_Broken", "other, attnkit-broken", "x,brokenep,y"],
 )
 @pytest.mark.parametrize("how", ["argument", "env"])
-def test_block_list_skips_a_plugin_without_importing_it(fake, monkeypatch, block, how, quiet):
+def test_p1_block_list_skips_a_plugin_without_importing_it(fake, monkeypatch, block, how, quiet):
     module = fake.good("attnkit-good")
     broken = fake.module_name("broken")
     fake.add(
@@ -668,7 +750,7 @@ def test_block_list_skips_a_plugin_without_importing_it(fake, monkeypatch, block
     assert status(reg, "brokenep").status == "blocked"
 
 
-def test_blocking_a_good_plugin_hides_its_components(fake, quiet):
+def test_p1_blocking_a_good_plugin_hides_its_components(fake, quiet):
     module = fake.good("attnkit-good")
     reg = Registry(blocked=["attnkit-good"])
     with quiet:
@@ -677,7 +759,7 @@ def test_blocking_a_good_plugin_hides_its_components(fake, quiet):
     assert BUILTIN["scorer"] <= names(reg, "scorer")
 
 
-def test_builtins_cannot_be_blocked(fake, quiet):
+def test_p1_builtins_cannot_be_blocked(fake, quiet):
     reg = Registry(blocked=["attnkit", "scorers"], autoload=False)
     with quiet:
         assert BUILTIN["scorer"] <= names(reg, "scorer")
@@ -686,7 +768,7 @@ def test_builtins_cannot_be_blocked(fake, quiet):
 # -- P4: requirements on attnkit --------------------------------------------------------------
 
 
-def test_plugin_requiring_another_attnkit_is_skipped(fake):
+def test_p4_plugin_requiring_another_attnkit_is_skipped(fake):
     module = fake.good("attnkit-old", requires=("numpy", "attnkit<0.0.1"), version="0.3")
     reg = Registry()
     with pytest.warns(AttnkitPluginWarning) as record:
@@ -710,18 +792,106 @@ def test_plugin_requiring_another_attnkit_is_skipped(fake):
         "other-package<0.0.1",
     ],
 )
-def test_plugin_whose_requirement_is_met_loads(fake, requirement, quiet):
+def test_p4_plugin_whose_requirement_is_met_loads(fake, requirement, quiet):
     fake.good("attnkit-new", requires=(requirement,))
     reg = Registry()
     with quiet:
         assert "cosine" in names(reg)
 
 
+def _version_text(parts: list[int], operator: str) -> str:
+    if operator == "~=" and len(parts) < 2:
+        parts = [*parts, 0]  # ~= needs two release segments
+    return ".".join(map(str, parts))
+
+
+@st.composite
+def attnkit_specifiers(draw) -> str:
+    """Specifier sets such as ">=0.1,!=0.1.3" over the versions around this attnkit's."""
+    clauses = []
+    for _ in range(draw(st.integers(1, 3))):
+        operator = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "~=", "==="]))
+        version = _version_text(draw(st.lists(st.integers(0, 3), min_size=1, max_size=3)), operator)
+        if operator in ("==", "!=") and draw(st.booleans()):
+            version += ".*"
+        clauses.append(operator + version)
+    return ",".join(clauses)
+
+
+@given(attnkit_specifiers())
+def test_p4_requirement_check_agrees_with_packaging(specifier):
+    """Skipped exactly when packaging says this attnkit does not satisfy the requirement."""
+    mine = importlib.metadata.version("attnkit")
+    requires = ["numpy>=1", f"attnkit{specifier}", "attnkit<0.0.1; extra == 'old'"]
+    real = registry_module.metadata.distribution
+
+    def distribution(name):
+        if name == "attnkit-hypo":
+            return mock.Mock(requires=requires)
+        return real(name)
+
+    with mock.patch.object(registry_module.metadata, "distribution", distribution):
+        problem = Registry()._requirement_problem("attnkit-hypo")
+    expected = SpecifierSet(specifier).contains(mine, prereleases=True)
+    assert (problem is None) == expected, (specifier, problem)
+    if problem is not None:
+        assert f"attnkit{SpecifierSet(specifier)}" in problem.replace(" ", "")
+        assert f"this is attnkit {mine}" in problem
+
+
+def test_p4_plugin_api_constant_is_not_read(fake, quiet):
+    """Deliberate deviation from P4: the optional module constant ``ATTNKIT_PLUGIN_API`` is not
+    checked. A plugin states what it needs as ``Requires-Dist: attnkit...`` (checked before its
+    import, above); a second, in-module number would be read only after running the import it
+    was meant to guard."""
+    module = fake.module_name("api")
+    fake.add(
+        "attnkit-api", {module: "ATTNKIT_PLUGIN_API = 999\n" + GOOD_PLUGIN.format(name="cosine")}
+    )
+    with quiet:
+        assert Registry().resolve("cosine").plugins == {"cosine": "attnkit-api==1.0"}
+
+
+# -- P5: a plugin's scorer that breaks its contract at call time --------------------------------
+
+FLAT_SCORER = """
+import attrs, attnkit
+from keras import ops
+
+@attrs.frozen
+class Flat(attnkit.Scorer):
+    name = "flat"
+
+    def score(self, params, query, key):
+        return ops.sum(query, axis=-1)  # (B, Tq): not (B, Tq, Tk)
+
+@attnkit.hookimpl
+def attnkit_add_components():
+    return [Flat]
+"""
+
+
+def test_p5_scorer_returning_the_wrong_shape_names_its_distribution(fake, monkeypatch):
+    """On the first call, a ValueError naming the layer, the scorer and the plugin's
+    distribution and version (the rest of P5 lives in test_reliability.py and the
+    conformance suite)."""
+    module = fake.module_name("flat")
+    fake.add("attnkit-flat", {module: FLAT_SCORER}, {"flat": module}, version="3.1")
+    monkeypatch.setattr(registry_module, "_default", Registry())
+    layer = attnkit.AttentionLayer("flat+causal", return_attention=True, name="flatlayer")
+    with pytest.raises(attnkit.ComponentError) as info:
+        layer(np.zeros((2, 5, 4), "float32"))
+    message = str(info.value)
+    assert "flatlayer" in message and "'flat'" in message
+    assert "attnkit-flat" in message and "3.1" in message
+    assert isinstance(info.value, ValueError)
+
+
 # -- G4: an unknown name that belongs to a broken plugin ----------------------------------------
 
 
 @pytest.mark.parametrize("spec", ["cosine+causal", "cosin", "dot+cosine"])
-def test_unknown_name_mentions_the_broken_plugin(fake, spec):
+def test_g4_unknown_name_mentions_the_broken_plugin(fake, spec):
     broken = fake.module_name("cos")
     fake.add(
         "attnkit-cosine",
@@ -753,7 +923,7 @@ time.sleep(0.3)  # widen the window in which other threads ask for the registry
 )
 
 
-def test_threads_resolving_at_once_import_the_plugin_once(fake, tmp_path):
+def test_p6_threads_resolving_at_once_import_the_plugin_once(fake, tmp_path):
     counter = tmp_path / "imports.txt"
     module = fake.module_name("count")
     fake.add("attnkit-count", {module: COUNTING_PLUGIN.format(counter=str(counter), name="cosine")})
@@ -782,7 +952,7 @@ def test_threads_resolving_at_once_import_the_plugin_once(fake, tmp_path):
     assert [p.entry_point for p in reg.plugins()].count("count") == 1
 
 
-def test_plugin_that_uses_the_registry_during_import_does_not_deadlock(fake, monkeypatch):
+def test_p6_plugin_that_uses_the_registry_during_import_does_not_deadlock(fake, monkeypatch):
     module = fake.module_name("reentrant")
     source = textwrap.dedent("""
         import attnkit
@@ -814,7 +984,7 @@ def test_plugin_that_uses_the_registry_during_import_does_not_deadlock(fake, mon
     assert status(reg, "reentrant").status == "loaded"
 
 
-def test_plugin_creating_its_own_registry_during_import(fake):
+def test_p6_plugin_creating_its_own_registry_during_import(fake):
     """A plugin that builds (and loads) another registry while being imported: no recursion."""
     module = fake.module_name("nested")
     source = textwrap.dedent("""
@@ -827,8 +997,33 @@ def test_plugin_creating_its_own_registry_during_import(fake):
     assert sys.modules[module].INNER == "additive"
 
 
+def test_p6_listing_with_a_broken_plugin_never_raises(fake):
+    """Deliberate deviation from P6: there is no metadata-only ``attnkit.plugins.available()``.
+    The listing is ``registry().plugins()`` (and ``attnkit list``), which loads every plugin
+    first: a status (loaded, broken, blocked, conflict) is only known after the import. Outside
+    strict mode it never raises: a broken plugin is listed with its reason."""
+    broken = fake.module_name("broken")
+    fake.add(
+        "attnkit-broken",
+        {broken: "raise RuntimeError('no gpu')\n"},
+        {"brokenep": broken},
+        version="2.0",
+    )
+    fake.good("attnkit-good")
+    reg = Registry()
+    with pytest.warns(AttnkitPluginWarning):
+        listed = {p.entry_point: p for p in reg.plugins()}
+    assert listed["brokenep"].status == "broken"
+    assert "RuntimeError: no gpu" in listed["brokenep"].error
+    assert (listed["brokenep"].distribution, listed["brokenep"].version) == (
+        "attnkit-broken",
+        "2.0",
+    )
+    assert listed["good"].status == "loaded" and listed["good"].components == ("cosine",)
+
+
 @pytest.mark.slow
-def test_import_attnkit_imports_no_component_module(fake):
+def test_p6_import_attnkit_imports_no_component_module(fake):
     module = fake.module_name("probe")
     root = fake.add("attnkit-probe", {module: GOOD_PLUGIN.format(name="cosine")}, prepend=False)
     script = textwrap.dedent(f"""
@@ -859,3 +1054,52 @@ def test_import_attnkit_imports_no_component_module(fake):
     assert before == "[]"
     # The same check sees them once the registry has loaded: it can fail.
     assert after == repr(sorted(["attnkit.masks", "attnkit.poolings", "attnkit.scorers", module]))
+
+
+# -- S4: a plugin taking attnkit's name in Keras' serializable registry -------------------------
+
+HIJACKING_PLUGIN = (
+    GOOD_PLUGIN
+    + """
+import keras
+
+@keras.saving.register_keras_serializable(package="attnkit", name="AttentionLayer")
+class Hijack(keras.layers.Layer):
+    pass
+"""
+)
+
+
+def test_s4_plugin_taking_attnkits_keras_name_is_rejected(fake, monkeypatch):
+    """Keras' register_keras_serializable overwrites silently, and a file saved with
+    'attnkit>AttentionLayer' would then load as the plugin's class. The registry compares
+    attnkit's Keras names before and after each plugin import: the plugin is rejected as a
+    whole (PluginConflictError in strict mode) and attnkit's entry put back."""
+    custom = keras.saving.get_custom_objects()
+    module = fake.module_name("hijack")
+    fake.add(
+        "attnkit-hijack",
+        {module: HIJACKING_PLUGIN.format(name="hijacked")},
+        {"hijack": module},
+        version="0.1",
+    )
+    fake.good("attnkit-good", component="other")
+    try:
+        reg = Registry()
+        with pytest.warns(AttnkitPluginWarning) as record:
+            reg.load()
+        (message,) = plugin_warnings(record)
+        assert "attnkit-hijack 0.1" in message and "attnkit>AttentionLayer" in message
+        assert "register_keras_serializable" in message  # the fix
+        assert custom["attnkit>AttentionLayer"] is attnkit.AttentionLayer
+        assert status(reg, "hijack").status == "broken"
+        assert "hijacked" not in names(reg)
+        assert reg.resolve("other").plugins == {"other": "attnkit-good==1.0"}
+
+        sys.modules.pop(module)  # imported again, it registers again
+        monkeypatch.setenv("ATTNKIT_STRICT_PLUGINS", "1")
+        with pytest.raises(PluginConflictError, match="attnkit-hijack"):
+            Registry().load()
+        assert custom["attnkit>AttentionLayer"] is attnkit.AttentionLayer
+    finally:
+        custom["attnkit>AttentionLayer"] = attnkit.AttentionLayer
