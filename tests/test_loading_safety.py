@@ -521,9 +521,8 @@ def plugin(tmp_path, monkeypatch):
 
 def _run_loader(job: dict, pythonpath: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTNKIT_")}
-    env.pop("PYTHONPATH", None)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    paths = [pythonpath, os.environ.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     done = subprocess.run(  # noqa: S603 - our interpreter and loader
         [sys.executable, "-c", LOADER, json.dumps(job)],
