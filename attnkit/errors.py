@@ -11,6 +11,7 @@ __all__ = [
     "CaptureError",
     "ComponentError",
     "InputShapeError",
+    "InputTypeError",
     "KerasRegistrationError",
     "LayerNotFoundError",
     "MaskShapeError",
@@ -160,3 +161,8 @@ class SerializationError(AttnkitError, ValueError):
 class KerasRegistrationError(PluginConflictError):
     """Keras' serializable registry maps attnkit's own name (``attnkit>AttentionLayer``) to
     another object, so a saved file would load as that object."""
+
+
+class InputTypeError(AttnkitError, TypeError):
+    """An input of a type the layer does not take (a ``tf.RaggedTensor``); the message says
+    what to pass instead."""

@@ -16,6 +16,7 @@ from attnkit import plans
 from attnkit.errors import (
     ComponentError,
     InputShapeError,
+    InputTypeError,
     KerasRegistrationError,
     MaskShapeError,
     MissingPluginError,
@@ -23,7 +24,7 @@ from attnkit.errors import (
     SerializationError,
     UnknownComponentError,
 )
-from attnkit.ops import as_bool_mask, masked_softmax, score_dtype
+from attnkit.ops import as_bool_mask, hide_unseen, is_ragged, masked_softmax, score_dtype
 from attnkit.registry import registry
 from attnkit.resolution import Resolved
 from attnkit.spec import parse
@@ -243,27 +244,36 @@ class AttentionLayer(keras.layers.Layer):
                 def dropout(w):
                     return keras.random.dropout(w, self.dropout, seed=self.seed_generator)
 
-            context = plans.run(
-                plan,
-                scorer,
-                scorer_params,
-                prepared,
-                ops.cast(value, work),
-                self.resolved.masks,
-                key_valid,
-                self.attention_activation,
-                dropout,
-                pair_width=scorer.pair_width(prepared.query.shape[-1], prepared.key.shape[-1]),
-                training=bool(training),
-            )
+            try:
+                context = plans.run(
+                    plan,
+                    scorer,
+                    scorer_params,
+                    prepared,
+                    ops.cast(value, work),
+                    self.resolved.masks,
+                    key_valid,
+                    self.attention_activation,
+                    dropout,
+                    pair_width=scorer.pair_width(prepared.query.shape[-1], prepared.key.shape[-1]),
+                    training=bool(training),
+                )
+            except ComponentError as error:  # the plans know the scorer, not the layer
+                raise ComponentError(f"layer '{self.name}': {error}") from error
             output, _ = pooling.pool(pooling_params, context, None, prepared, value)
             return Attended(ops.cast(output, self.compute_dtype), None, None, None)
+        allowed = self._allowed(prepared, key_valid)
+        if allowed is not None and self.resolved.masks:
+            # Padding is zeroed above; keys the masks hide from every query (causal with
+            # Tk > Tq, a many-to-one query's window) are zeroed here, before the scorer sees
+            # them, so that what they hold reaches no output and no gradient either.
+            hidden_key, value = hide_unseen(allowed, prepared.key, value)
+            prepared = attrs.evolve(prepared, key=hidden_key)
         scores = scorer.score(scorer_params, prepared.query, prepared.key)
-        self._check_scores(scores)
+        self._check_scores(scores, prepared.query, prepared.key)
         scores = ops.cast(scores, work)
         if self.attention_activation is not None:
             scores = self.attention_activation(scores)
-        allowed = self._allowed(prepared, key_valid)
         weights = masked_softmax(scores, allowed)
         if allowed is not None:
             # From here on "valid" means "sees at least one key": a many-to-one output whose
@@ -321,6 +331,18 @@ class AttentionLayer(keras.layers.Layer):
 
     def _unpack(self, inputs, mask):
         """(query, value, key, query_mask, key_valid) with masks as booleans (B, T)."""
+        listed = isinstance(inputs, (list, tuple))
+        roles = ("query", "value", "key") if listed else ("",)
+        for role, tensor in zip(roles, inputs if listed else [inputs], strict=False):
+            if is_ragged(tensor):
+                # The contract is dense + mask (one code path for every backend); a ragged
+                # tensor would otherwise fail deep inside with "Attempt to convert None".
+                what = f"the {role} input" if role else "the input"
+                raise InputTypeError(
+                    f"layer '{self.name}': {what} is a tf.RaggedTensor; attnkit takes dense "
+                    "tensors with a padding mask. Pass x.to_tensor() and "
+                    "mask=tf.sequence_mask(x.row_lengths()) instead"
+                )
         if isinstance(inputs, (list, tuple)):
             if len(inputs) not in (2, 3):
                 raise InputShapeError(
@@ -379,13 +401,10 @@ class AttentionLayer(keras.layers.Layer):
             allowed = both(allowed, ops.expand_dims(prepared.valid, -1))
         return allowed
 
-    def _check_scores(self, scores) -> None:
-        if len(scores.shape) != 3:
-            info = _origin(self.resolved.scorer)
-            raise ComponentError(
-                f"layer '{self.name}': scorer '{self.resolved.scorer.name}' ({info}) returned "
-                f"scores of shape {tuple(scores.shape)}; expected (batch, query steps, key steps)"
-            )
+    def _check_scores(self, scores, query, key) -> None:
+        """ComponentError naming the scorer and its distribution unless the scores are floating
+        and (B, Tq, Tk) for these queries and keys (see :func:`attnkit.plans.check_scores`)."""
+        plans.check_scores(self.resolved.scorer, scores, query, key, "dense", layer=self.name)
 
     def _regularizer(self, weights, valid):
         """lambda * sum_b ||(A A^T - I) * V||_F^2 / B, V excluding pairs with a padded row."""

@@ -1,13 +1,15 @@
-"""Numerical primitives shared by every component and plan, written with ``keras.ops`` only."""
+"""Numerical primitives shared by every component and plan (``keras.ops`` only), and the input
+type check the layer needs before any of them."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 from keras import ops
 
-__all__ = ["as_bool_mask", "masked_softmax", "score_dtype"]
+__all__ = ["as_bool_mask", "hide_unseen", "is_ragged", "masked_softmax", "score_dtype"]
 
 
 def score_dtype(compute_dtype: str) -> str:
@@ -51,3 +53,41 @@ def as_bool_mask(mask: Any) -> Any:
     if "int" in dtype:
         return ops.not_equal(mask, 0)
     return ops.greater(mask, 0.5)
+
+
+def hide_unseen(allowed: Any, key: Any, value: Any) -> tuple[Any, Any]:
+    """Zero the keys and values no query may see: ``k_j, v_j <- 0`` where no ``allowed_ij``.
+
+    The softmax already gives such a key exactly zero weight, but its value would still meet
+    that zero in ``weights @ v`` (``0 * inf`` and ``0 * NaN`` are NaN) and the key itself would
+    still reach the scorer (an infinite key makes the gradient w.r.t. the queries and the
+    scorer's weights NaN although its score is masked). Zeroed first, a key hidden from every
+    query by the masks (causal cross-attention with Tk > Tq, a many-to-one query's window)
+    changes no output and gets an exactly zero gradient, whatever it holds. A key that *some*
+    query sees cannot be hidden this way: the scorer computes every pair from one key tensor.
+
+    Args:
+        allowed: boolean (B or 1, Tq, Tk).
+        key: (B, Tk, Dk).
+        value: (B, Tk, Dv).
+
+    Returns:
+        (key, value) with the unseen steps zeroed.
+    """
+    seen = ops.expand_dims(ops.any(allowed, axis=-2), -1)  # (B or 1, Tk, 1)
+    return (
+        ops.where(seen, key, ops.cast(0, key.dtype)),
+        ops.where(seen, value, ops.cast(0, value.dtype)),
+    )
+
+
+def is_ragged(tensor: Any) -> bool:
+    """True for a ``tf.RaggedTensor`` (or a symbolic input declared ragged).
+
+    Looked up in ``sys.modules``: when TensorFlow was never imported no ragged tensor exists,
+    and the other backends must not pay for importing it.
+    """
+    if getattr(tensor, "ragged", False) is True:  # keras.Input(..., ragged=True)
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(tensor, tf.RaggedTensor)

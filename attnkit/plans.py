@@ -29,10 +29,20 @@ import numpy as np
 from keras import ops
 
 from attnkit.components import Scorer
+from attnkit.errors import ComponentError
 from attnkit.fusion import fused
-from attnkit.ops import masked_softmax
+from attnkit.ops import hide_unseen, masked_softmax
 
-__all__ = ["PLANS", "banded", "choose", "chunked", "combined_reach", "kernel", "kernel_form"]
+__all__ = [
+    "PLANS",
+    "banded",
+    "check_scores",
+    "choose",
+    "chunked",
+    "combined_reach",
+    "kernel",
+    "kernel_form",
+]
 
 PLANS = ("auto", "dense", "banded", "chunked", "kernel")
 #: Backends whose dot_product_attention is a fused kernel. TensorFlow's is the same ops the
@@ -105,8 +115,39 @@ def choose(
     return "dense"
 
 
-def _scores(scorer, params, query, key, activation):
+def check_scores(scorer, scores, query, key, plan: str, layer: str | None = None) -> None:
+    """Raise :class:`ComponentError` unless ``scores`` are floating and (B, Tq, Tk) for these
+    queries (B, Tq, Dq) and keys (B, Tk, Dk), as far as the shapes are known statically.
+
+    Every plan checks the call it made: a transposed (B, Tk, Tq) is square in self-attention,
+    and the banded and chunked plans call the scorer on shapes of their own, where a wrong
+    shape would otherwise surface as a backend's matmul or reshape error far from its cause.
+    """
+    expected = (query.shape[0], query.shape[1], key.shape[1])
+    got = tuple(scores.shape)
+    # Only Python ints are compared: None, JAX's symbolic dimensions and torch's SymInts are
+    # unknown here, and comparing them would decide nothing (or refuse to, on JAX).
+    fits = len(got) == 3 and all(
+        not (isinstance(e, int) and isinstance(g, int)) or e == g
+        for e, g in zip(expected, got, strict=True)
+    )
+    dtype = keras.backend.standardize_dtype(scores.dtype)
+    if fits and "float" in dtype:
+        return
+    from attnkit.layer import _origin  # the layer imports this module first
+
+    owner = "" if layer is None else f"layer '{layer}': "
+    raise ComponentError(
+        f"{owner}scorer '{scorer.name}' ({_origin(scorer)}) returned scores of shape {got} "
+        f"and dtype {dtype} on the {plan} plan, for queries of shape {tuple(query.shape)} and "
+        f"keys of shape {tuple(key.shape)}; expected a floating dtype and the shape (batch, "
+        f"query steps, key steps) = {expected}"
+    )
+
+
+def _scores(scorer, params, query, key, activation, plan):
     scores = scorer.score(params, query, key)
+    check_scores(scorer, scores, query, key, plan)
     return scores if activation is None else activation(scores)
 
 
@@ -149,7 +190,7 @@ def banded(scorer, params, prepared, value, masks, key_valid, activation, dropou
     flat_q = ops.reshape(query, (-1, 1, ops.shape(query)[-1]))
     flat_k = ops.reshape(keys, (-1, width, ops.shape(key)[-1]))
     scores = ops.reshape(
-        _scores(scorer, params, flat_q, flat_k, activation), (batch, steps_q, width)
+        _scores(scorer, params, flat_q, flat_k, activation, "banded"), (batch, steps_q, width)
     )
     weights = masked_softmax(scores, allowed)
     if dropout is not None:
@@ -185,7 +226,6 @@ def _block_function(scorer, masks, activation, names, n_extra, dropout=None):
     def one_block(q, k, v, first, *rest):
         valid, weights_in = rest[:n_extra], rest[n_extra:]
         block_params = dict(zip(names, weights_in, strict=True))
-        scores = _scores(scorer, block_params, q, k, activation)
         q_idx = ops.reshape(first[0] + ops.arange(ops.shape(q)[1], dtype="int32"), (1, -1, 1))
         k_idx = ops.reshape(first[1] + ops.arange(ops.shape(k)[1], dtype="int32"), (1, 1, -1))
         allowed = None
@@ -194,6 +234,9 @@ def _block_function(scorer, masks, activation, names, n_extra, dropout=None):
             allowed = visible if allowed is None else ops.logical_and(allowed, visible)
         for extra in valid:
             allowed = extra if allowed is None else ops.logical_and(allowed, extra)
+        if allowed is not None:
+            k, v = hide_unseen(allowed, k, v)
+        scores = _scores(scorer, block_params, q, k, activation, "chunked")
         weights = masked_softmax(scores, allowed)
         if dropout is not None:
             weights = dropout(weights)

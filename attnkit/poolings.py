@@ -20,20 +20,37 @@ def _optional_units(instance, attribute, value) -> None:
 
 
 def _last_valid(query, query_mask):
-    """(index (B,), valid (B,) or None) of each sample's last non-padding step."""
+    """(index (B,), valid (B,) or None) of each sample's last non-padding step; index is -1
+    where there is none (every step padded, or no step at all).
+
+    ``last_b + 1 = sum_t any(mask[b, t:])``: sums, because max and argmax over an empty axis
+    (zero steps, or zero samples on torch) raise instead of returning the identity.
+    """
     batch, steps = ops.shape(query)[0], ops.shape(query)[1]
     if query_mask is None:
         return ops.full((batch,), steps - 1, dtype="int32"), None
-    positions = ops.expand_dims(ops.arange(steps, dtype="int32"), 0)
-    last = ops.max(ops.where(query_mask, positions, -1), axis=1)
-    return ops.maximum(last, 0), ops.greater_equal(last, 0)
+    later = ops.flip(ops.cumsum(ops.flip(ops.cast(query_mask, "int32"), axis=1), axis=1), axis=1)
+    last = ops.sum(ops.cast(ops.greater(later, 0), "int32"), axis=1) - 1
+    return last, ops.greater_equal(last, 0)
+
+
+def _step(sequence, index):
+    """``sequence[b, index[b]]`` (B, D), zeros where the index is -1.
+
+    A where-sum, not ``take_along_axis``: an index of -1 or an empty time axis is then no error
+    on any backend, and a NaN at another step stays out (``0 * NaN`` would not).
+    """
+    steps = ops.arange(ops.shape(sequence)[1], dtype="int32")
+    pick = ops.equal(ops.expand_dims(steps, 0), ops.expand_dims(index, 1))
+    chosen = ops.where(ops.expand_dims(pick, -1), sequence, ops.cast(0, sequence.dtype))
+    return ops.sum(chosen, axis=1)
 
 
 def _one_query_prepared(query, key, query_mask, q):
     index, valid = _last_valid(query, query_mask)
-    return Prepared(
-        q, key, ops.expand_dims(index, 1), None if valid is None else ops.expand_dims(valid, 1)
-    )
+    # A sample with no valid step asks from position 0; its output is zeroed (valid False).
+    position = ops.expand_dims(ops.maximum(index, 0), 1)
+    return Prepared(q, key, position, None if valid is None else ops.expand_dims(valid, 1))
 
 
 def _zero_invalid(output, prepared):
@@ -86,10 +103,7 @@ class Last(Pooling):
 
     def prepare(self, params, query, key, query_mask):
         index, _ = _last_valid(query, query_mask)
-        gather = ops.broadcast_to(
-            ops.reshape(index, (-1, 1, 1)), (ops.shape(query)[0], 1, ops.shape(query)[2])
-        )
-        h_t = ops.take_along_axis(query, gather, axis=1)
+        h_t = ops.expand_dims(_step(query, index), 1)
         return _one_query_prepared(query, key, query_mask, h_t)
 
     def pool(self, params, context, weights, prepared, value):
