@@ -279,6 +279,13 @@ class AttentionLayer(keras.layers.Layer):
             # From here on "valid" means "sees at least one key": a many-to-one output whose
             # query saw nothing is zero, like a seq row with nothing visible.
             prepared = attrs.evolve(prepared, valid=ops.any(allowed, axis=-1))
+        elif pooling.many_to_one and not (_static(prepared.key.shape[1]) or 0) > 0:
+            # Unmasked, a query sees every key: none at all when there are no keys (Tk = 0),
+            # and then last(units)'s tanh(W_c [0; h_t]) must be zeroed too.
+            seen = ops.greater(ops.shape(prepared.key)[1], 0)
+            prepared = attrs.evolve(
+                prepared, valid=ops.broadcast_to(seen, ops.shape(prepared.query)[:2])
+            )
         if self.attention_regularizer_weight > 0:
             self.add_loss(self._regularizer(weights, prepared.valid))
         if training and self.dropout > 0:

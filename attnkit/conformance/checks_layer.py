@@ -500,7 +500,9 @@ def check_training_lowers_loss(subject: Subject, device: str) -> None:
 
 
 def check_device_agreement(subject: Subject, device: str) -> None:
-    """CPU and GPU agree: the GPU's error against float64 is at most 5x the CPU's (floor 1e-5)."""
+    """CPU and GPU agree: the GPU's error against float64 is at most 5x the CPU's (floor 1e-5),
+    non-finite values sit at the same places, and a fully masked sample that is exactly 0 on
+    the CPU is exactly 0 on the GPU."""
     if device != "gpu":
         raise SkipCheck("compares the GPU with the CPU; runs in the gpu case")
     with on_device("gpu"):
@@ -512,10 +514,19 @@ def check_device_agreement(subject: Subject, device: str) -> None:
             wide = _build(subject)
         copy_weights(gpu, wide)
         x, mask = make_data()
+        # Fully masked rows are where kernels and devices have disagreed (NaN, a uniform row).
+        mask[2] = False
         reference = numpy(wide(x.astype(_wide()), mask=mask))
         on_cpu = numpy(cpu(x, mask=mask))
     with on_device("gpu"):
         on_gpu = numpy(gpu(x, mask=mask))
+    if not np.array_equal(np.isfinite(on_cpu), np.isfinite(on_gpu)):
+        raise CheckFailure(f"{subject.label}: NaN or inf at different places on CPU and GPU")
+    if (on_cpu[2] == 0).all() and (on_gpu[2] != 0).any():
+        raise CheckFailure(
+            f"{subject.label}: a fully masked sample is 0 on the CPU but up to "
+            f"{np.abs(on_gpu[2]).max():.3g} on the GPU"
+        )
     cpu_error = np.abs(on_cpu - reference).max()
     gpu_error = np.abs(on_gpu - reference).max()
     if not np.isfinite(on_gpu).all() or gpu_error > 5 * max(cpu_error, 1e-5):
