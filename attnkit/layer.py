@@ -12,7 +12,7 @@ import attrs
 import keras
 from keras import ops
 
-from attnkit import plans
+from attnkit import debug, plans
 from attnkit.errors import (
     ComponentError,
     InputShapeError,
@@ -218,6 +218,14 @@ class AttentionLayer(keras.layers.Layer):
         key = _zero_padding(key, key_valid)
         value = _zero_padding(value, key_valid)
         pooling, scorer = self.resolved.pooling, self.resolved.scorer
+        checking = debug.enabled()  # read at trace time, like every Python branch here
+        if checking:
+            query = self._debug(query, "the query input (padding excluded)")
+            if not isinstance(inputs, (list, tuple)):
+                key = value = query
+            else:
+                key = self._debug(key, "the key input (padding excluded)")
+                value = self._debug(value, "the value input (padding excluded)")
         # Under a pure float16 policy the variables are float16 too; components see `work`.
         pooling_params = {k: ops.cast(v, work) for k, v in self._pooling_params.items()}
         scorer_params = {k: ops.cast(v, work) for k, v in self._scorer_params.items()}
@@ -235,7 +243,11 @@ class AttentionLayer(keras.layers.Layer):
                 self._kernel_form(prepared, single) == "causal",
                 key_valid,
             )
+            if checking:
+                context = self._debug(context, "the fused attention kernel's output", scorer)
             output, _ = pooling.pool(pooling_params, context, None, prepared, value)
+            if checking:
+                output = self._debug(output, "the output", pooling)
             return Attended(ops.cast(output, self.compute_dtype), None, None, None)
         if plan != "dense":
             dropout = None
@@ -260,7 +272,11 @@ class AttentionLayer(keras.layers.Layer):
                 )
             except ComponentError as error:  # the plans know the scorer, not the layer
                 raise ComponentError(f"layer '{self.name}': {error}") from error
+            if checking:
+                context = self._debug(context, f"the {plan} plan's context", scorer)
             output, _ = pooling.pool(pooling_params, context, None, prepared, value)
+            if checking:
+                output = self._debug(output, "the output", pooling)
             return Attended(ops.cast(output, self.compute_dtype), None, None, None)
         allowed = self._allowed(prepared, key_valid)
         if allowed is not None and self.resolved.masks:
@@ -272,9 +288,13 @@ class AttentionLayer(keras.layers.Layer):
         scores = scorer.score(scorer_params, prepared.query, prepared.key)
         self._check_scores(scores, prepared.query, prepared.key)
         scores = ops.cast(scores, work)
+        if checking:  # only the scores the masks let through are ever used
+            scores = self._debug(scores, "the scores", scorer, allowed)
         if self.attention_activation is not None:
             scores = self.attention_activation(scores)
         weights = masked_softmax(scores, allowed)
+        if checking:
+            weights = self._debug(weights, "the attention weights (activation, masked softmax)")
         if allowed is not None:
             # From here on "valid" means "sees at least one key": a many-to-one output whose
             # query saw nothing is zero, like a seq row with nothing visible.
@@ -293,12 +313,21 @@ class AttentionLayer(keras.layers.Layer):
         value = ops.cast(value, work)
         context = ops.matmul(weights, value) if pooling.uses_context else None
         output, reported = pooling.pool(pooling_params, context, weights, prepared, value)
+        if checking:
+            output = self._debug(output, "the output", pooling)
         return Attended(
             ops.cast(output, self.compute_dtype),
             ops.cast(reported, self.compute_dtype),
             weights,
             allowed,
         )
+
+    def _debug(self, value, stage: str, component=None, valid=None):
+        """``value``, checked for NaN/inf in debug mode (:mod:`attnkit.debug`)."""
+        what = f"layer '{self.name}' ('{self.spec}'): {stage}"
+        if component is not None:
+            what += f" from {component.kind} '{component.name}' ({_origin(component)})"
+        return debug.check(value, what, valid)
 
     def _kernel_form(self, prepared, single: bool) -> str | None:
         tq, tk = (_static(prepared.query.shape[1]), _static(prepared.key.shape[1]))
