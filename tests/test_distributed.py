@@ -36,7 +36,7 @@ def _same_step(entry, loss_key):
     keras.backend.backend() != "tensorflow",
     reason="tf.distribute runs in the KERAS_BACKEND=tensorflow pass of the suite",
 )
-def test_mirrored_strategy_over_two_cpus(tmp_path):
+def test_d4_mirrored_strategy_over_two_cpus(tmp_path):
     report = _run("mirrored", str(tmp_path), backend="tensorflow")
     assert report["replicas"] == 2
     for spec, entry in report["specs"].items():
@@ -65,7 +65,7 @@ def test_mirrored_strategy_over_two_cpus(tmp_path):
     keras.backend.backend() != "jax",
     reason="keras.distribution.DataParallel runs in the KERAS_BACKEND=jax pass of the suite",
 )
-def test_jax_data_parallel_over_two_cpus(tmp_path):
+def test_d4_jax_data_parallel_over_two_cpus(tmp_path):
     report = _run("jax", str(tmp_path), backend="jax")
     assert report["devices"] == 2
     for entry in report["specs"].values():

@@ -137,7 +137,9 @@ def test_weights_only_created_in_build(spec):
     assert len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16", "float16"])
+@pytest.mark.parametrize(
+    "policy", ["float32", "float16", "bfloat16", "mixed_float16", "mixed_bfloat16"]
+)
 @pytest.mark.parametrize(
     "spec",
     [
@@ -147,9 +149,12 @@ def test_weights_only_created_in_build(spec):
         "gaussian",
         "bahdanau+last(units=3)",
         "dot+weighted",
+        "concat+causal",
     ],
 )
-def test_fully_masked_rows_are_zero_under_16_bit_policies(policy, spec):
+def test_n2_fully_masked_rows_are_zero_in_every_policy(policy, spec):
+    """N2: a sample with every key padded, negative scores (value = -10|v|), every policy: zero
+    weights and output, finite elsewhere, rows that see a key sum to 1."""
     keras.config.set_dtype_policy(policy)
     layer = attnkit.AttentionLayer(spec, return_attention=True)
     rng = np.random.RandomState(0)
@@ -226,7 +231,7 @@ def test_mask_propagation_and_return_attention_masks():
     assert both.compute_mask(None, [mask, None]) is mask
 
 
-def test_symbolic_model_without_warnings_and_output_mask():
+def test_m1_symbolic_model_without_warnings_and_output_mask():
     """Embedding(mask_zero) -> layer -> a mask-consuming layer: no warning, mask carried."""
     seen = {}
 
@@ -258,10 +263,20 @@ class TestBadInput:
         with pytest.raises(attnkit.InputShapeError, match="list of 4"):
             attnkit.AttentionLayer("dot")([x, x, x, x])
 
-    def test_mask_shape(self):
-        x = np.zeros((2, 3, 4), "float32")
+    def test_m2_mask_shape(self):
+        """A wrong (B, T) shape, and the 3-D masks other layers take, raise MaskShapeError
+        quoting the expected and received shapes. Deliberate deviation: (B, Tq, Tv) and
+        (1, Tq, Tv) masks are refused; only (B, T) padding masks exist, and structural masks
+        are spec tokens (causal, local<w>), so one mask cannot mean two things."""
+        x = np.zeros((2, 3, 7), "float32")
+        v = np.zeros((2, 5, 7), "float32")
         with pytest.raises(attnkit.MaskShapeError, match=r"\(2, 3\).*\(2, 5\)"):
             attnkit.AttentionLayer("dot")(x, mask=np.ones((2, 5), bool))
+        for mask in (np.ones((2, 3, 5), bool), np.ones((1, 3, 5), bool)):
+            with pytest.raises(attnkit.MaskShapeError, match=r"must have shape.*received"):
+                attnkit.AttentionLayer("dot")([x, v], mask=mask)
+            with pytest.raises(attnkit.MaskShapeError, match=r"must have shape.*received"):
+                attnkit.AttentionLayer("dot")([x, v], mask=[None, mask])
 
     def test_dot_needs_equal_sizes(self):
         q, v = np.zeros((2, 3, 4), "float32"), np.zeros((2, 5, 6), "float32")
@@ -272,13 +287,51 @@ class TestBadInput:
         with pytest.raises(attnkit.SpecError, match="did you mean 'additive'"):
             attnkit.AttentionLayer("addtive")
 
-    def test_mask_dtypes_agree(self):
-        x = np.random.RandomState(3).randn(2, 5, 4).astype("float32")
-        mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-        layer = attnkit.AttentionLayer("additive")
-        outs = [
-            ops.convert_to_numpy(layer(x, mask=m))
-            for m in (mask.astype(bool), mask.astype("int32"), mask.astype("float32"))
-        ]
-        np.testing.assert_array_equal(outs[0], outs[1])
-        np.testing.assert_array_equal(outs[0], outs[2])
+    @pytest.mark.parametrize("mode", ["self", "cross"])
+    def test_m2_mask_dtypes_agree(self, mode):
+        """bool, int 0/1, float 0/1 and noisy floats (0.4 drops, 0.6 keeps: Keras' > 0.5 rule)
+        give the same numbers; distinct sizes B=2, Tq=3, Tv=5, D=7 so swapped axes fail."""
+        rng = np.random.RandomState(3)
+        q, v = rng.randn(2, 3, 7).astype("float32"), rng.randn(2, 5, 7).astype("float32")
+        q_mask = np.array([[1, 1, 0], [1, 1, 1]])
+        v_mask = np.array([[1, 1, 1, 0, 0], [1, 0, 1, 1, 1]])
+        noisy = {1: 0.6, 0: 0.4}
+        layer = attnkit.AttentionLayer("additive", return_attention=True)
+        outs = []
+        for cast in (
+            lambda m: m.astype(bool),
+            lambda m: m.astype("int32"),
+            lambda m: m.astype("float32"),
+            lambda m: np.vectorize(noisy.get)(m).astype("float32"),
+        ):
+            if mode == "self":
+                out, weights = layer(v, mask=cast(v_mask))
+            else:
+                out, weights = layer([q, v], mask=[cast(q_mask), cast(v_mask)])
+            outs.append((ops.convert_to_numpy(out), ops.convert_to_numpy(weights)))
+        for out, weights in outs[1:]:
+            np.testing.assert_array_equal(out, outs[0][0])
+            np.testing.assert_array_equal(weights, outs[0][1])
+        assert (outs[0][1][..., ~v_mask.astype(bool)[0]][0] == 0).all()
+
+    def test_m2_explicit_mask_wins_over_the_keras_mask(self):
+        """In a model, ``mask=`` overrides the mask Embedding(mask_zero=True) attaches."""
+        tokens = np.array([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]], "int32")
+        explicit = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
+        tokens_in = keras.Input((5,), dtype="int32")
+        explicit_in = keras.Input((5,), dtype="bool")
+        embedding = keras.layers.Embedding(10, 7, mask_zero=True)
+        layer = attnkit.AttentionLayer("dot", return_attention=True)
+        implicit = keras.Model(tokens_in, layer(embedding(tokens_in))[1])
+        overridden = keras.Model(
+            [tokens_in, explicit_in], layer(embedding(tokens_in), mask=explicit_in)[1]
+        )
+        plain = ops.convert_to_numpy(embedding(tokens))  # the same vectors, no mask attached
+        _, expected = layer(plain, mask=explicit)
+        _, by_keras = layer(plain, mask=tokens != 0)
+        got = ops.convert_to_numpy(overridden([tokens, explicit]))
+        np.testing.assert_array_equal(got, ops.convert_to_numpy(expected))
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(implicit(tokens)), ops.convert_to_numpy(by_keras)
+        )
+        assert not np.array_equal(got, ops.convert_to_numpy(by_keras))

@@ -85,7 +85,7 @@ def test_full_resolves_to_no_mask_and_allows_everything():
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
 @pytest.mark.parametrize("mask_spec", list(REFERENCE))
 @pytest.mark.parametrize("rank", [2, 3])
-def test_allowed_matches_reference_loops(mask_spec, grid, rank):
+def test_m3_allowed_matches_reference_loops(mask_spec, grid, rank):
     tq, tk = grid
     got = allowed_from_components(components(mask_spec), tq, tk, rank)
     np.testing.assert_array_equal(got, REFERENCE[mask_spec](tq, tk))
@@ -94,7 +94,7 @@ def test_allowed_matches_reference_loops(mask_spec, grid, rank):
 # -- (b) visible keys per row, counted by hand ---------------------------------------------------
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
 @pytest.mark.parametrize("mask_spec", list(REFERENCE))
-def test_visible_keys_per_row(mask_spec, grid):
+def test_m3_visible_keys_per_row(mask_spec, grid):
     tq, tk = grid
     expected = COUNTS[grid][mask_spec]
     got = allowed_from_components(components(mask_spec), tq, tk).sum(axis=1)
@@ -152,7 +152,7 @@ def test_reach_covers_allowed(mask):
 
 # -- (e) wide local is full; local1 is the diagonal ---------------------------------------------
 @pytest.mark.parametrize("width", [13, 14, 50])
-def test_local_at_least_2t_minus_1_is_full(width):
+def test_m3_local_at_least_2t_minus_1_is_full(width):
     t = 7
     np.testing.assert_array_equal(
         allowed_from_components([Local(width)], t, t), np.ones((t, t), bool)
@@ -164,13 +164,13 @@ def test_local_at_least_2t_minus_1_is_full(width):
     np.testing.assert_array_equal(ops.convert_to_numpy(wide_w), ops.convert_to_numpy(full_w))
 
 
-def test_local_2t_minus_2_is_not_full():
+def test_m3_local_2t_minus_2_is_not_full():
     """One narrower than 2T-1 loses exactly the far corner (i=0, j=T-1)."""
     allowed = allowed_from_components([Local(12)], 7, 7)
     assert not allowed[0, 6] and allowed.sum() == 48
 
 
-def test_local1_is_the_diagonal():
+def test_m3_local1_is_the_diagonal():
     np.testing.assert_array_equal(allowed_from_components([Local(1)], 7, 7), np.eye(7, dtype=bool))
     np.testing.assert_array_equal(
         allowed_from_components([Local(1)], 4, 6), np.eye(4, 6, dtype=bool)
@@ -184,7 +184,7 @@ def test_local1_is_the_diagonal():
 
 
 # -- (f) a symbolic time axis ----------------------------------------------------------------------
-def test_symbolic_length_model_predicts_any_length():
+def test_m5_symbolic_length_model_predicts_any_length():
     inputs = keras.Input(shape=(None, 5))
     layer = attnkit.AttentionLayer("dot+local3", return_attention=True)
     model = keras.Model(inputs, layer(inputs))
@@ -198,3 +198,102 @@ def test_symbolic_length_model_predicts_any_length():
         expected = [2] + [3] * (t - 2) + [2]  # local3: j in [i-1, i+1], clipped
         assert ((weights > 0).sum(-1) == np.array(expected)).all()
         assert (weights[:, ~R.allowed_local(t, t, 3)] == 0).all()
+
+
+# -- M3: every window width on every length --------------------------------------------------------
+def test_m3_local_window_exhaustive():
+    """T in 1..40, w in 1..2T+1: each row sees exactly the keys of the loop oracle (w keys,
+    w//2 back and (w-1)//2 ahead, clipped at the edges); w >= 2T-1 is full; w = 1 the diagonal.
+
+    The predicate depends on the indices only, so the T x T grid is the top-left corner of the
+    40 x 40 one: one call per width (one compiled shape on JAX)."""
+    grids = {w: allowed_from_components([Local(w)], 40, 40) for w in range(1, 82)}
+    for t in range(1, 41):
+        for w in range(1, 2 * t + 2):
+            got = grids[w][:t, :t]
+            back, ahead = w // 2, (w - 1) // 2
+            counts = [min(i + ahead, t - 1) - max(i - back, 0) + 1 for i in range(t)]
+            assert got.sum(axis=1).tolist() == counts, (t, w)
+            if t <= 12:  # the loop oracle, cell by cell, where it is cheap
+                np.testing.assert_array_equal(got, R.allowed_local(t, t, w), err_msg=f"{t} {w}")
+            if w >= 2 * t - 1:
+                assert got.all(), f"local{w} at T={t} is not full"
+        np.testing.assert_array_equal(grids[1][:t, :t], np.eye(t, dtype=bool))
+
+
+@pytest.mark.parametrize("t", [1, 2, 5, 9])
+def test_m3_local_and_causal_against_the_oracle(t):
+    for w in range(1, 2 * t + 2):
+        for causal in (None, 1, 2, 3):
+            masks = [Local(w), Causal(causal)]
+            expected = R.allowed_local(t, t, w) & R.allowed_causal(t, t, causal)
+            np.testing.assert_array_equal(allowed_from_components(masks, t, t), expected)
+
+
+@pytest.mark.parametrize("spec", ["dot+local3", "dot+local4+causal", "additive+causal2", "dot"])
+def test_m3_an_all_true_padding_mask_changes_nothing(spec):
+    """The window applies whether or not a padding mask is given (jax#32357 dropped the window
+    when the mask was None)."""
+    x = _layer_inputs((7, 7))
+    layer = attnkit.AttentionLayer(spec, return_attention=True)
+    plain = [ops.convert_to_numpy(t) for t in layer(x)]
+    masked = [ops.convert_to_numpy(t) for t in layer(x, mask=np.ones((3, 7), bool))]
+    np.testing.assert_array_equal(masked[0], plain[0])
+    np.testing.assert_array_equal(masked[1], plain[1])
+    if "+" in spec:
+        allowed = R.allowed_spec(layer.resolved.masks, 7, 7)
+        assert (plain[1][:, ~allowed] == 0).all()
+
+
+# -- M4: causal with Tq != Tk ----------------------------------------------------------------------
+#: (Tq, Tk) -> the visible keys: upper-left alignment, query i sees keys j <= i
+CAUSAL_PATTERNS = {
+    (2, 4): [[1, 0, 0, 0], [1, 1, 0, 0]],
+    (4, 2): [[1, 0], [1, 1], [1, 1], [1, 1]],
+}
+
+
+@pytest.mark.parametrize("grid", list(CAUSAL_PATTERNS), ids=lambda g: f"{g[0]}x{g[1]}")
+def test_m4_causal_alignment_is_upper_left(grid):
+    """Tq=2, Tk=4 and Tq=4, Tk=2: query i sees keys j <= i, as keras.layers.Attention and
+    torch's is_causal do, through the predicate and through the layer's weights."""
+    tq, tk = grid
+    expected = np.array(CAUSAL_PATTERNS[grid], bool)
+    np.testing.assert_array_equal(allowed_from_components([Causal()], tq, tk), expected)
+    rng = np.random.default_rng(22)
+    q = rng.uniform(-1, 1, (3, tq, 5)).astype("float32")
+    v = rng.uniform(-1, 1, (3, tk, 5)).astype("float32")
+    _, weights = attnkit.AttentionLayer("dot+causal", return_attention=True)([q, v])
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(weights) > 0, np.broadcast_to(expected, (3, tq, tk))
+    )
+
+
+def test_m4_no_lower_right_alignment():
+    """Deliberate deviation: there is no lower-right (decoding) alignment. The table asks for it
+    as an option; attnkit keeps one meaning per token, and a decoder that attends a cache of
+    Tk > Tq keys passes the queries' absolute positions by padding, or uses full + padding."""
+    with pytest.raises(attnkit.SpecParameterError, match="no parameter 'align'"):
+        attnkit.resolve("dot+causal(align=lower_right)")
+
+
+@pytest.mark.parametrize("spec", ["dot+causal", "additive(units=8)+causal+local3", "dot+causal2"])
+@pytest.mark.parametrize("grid", list(CAUSAL_PATTERNS), ids=lambda g: f"{g[0]}x{g[1]}")
+def test_m4_rows_emptied_by_causal_and_padding_are_zero(spec, grid):
+    """Causal plus padding (plus a window) empties rows: padded key 0 leaves query 0 nothing.
+    Those rows are exactly 0 (N1); the others sum to 1 over the keys they may see."""
+    tq, tk = grid
+    rng = np.random.default_rng(23)
+    q = rng.uniform(-1, 1, (3, tq, 5)).astype("float32")
+    v = rng.uniform(-1, 1, (3, tk, 5)).astype("float32")
+    v_mask = np.ones((3, tk), bool)
+    v_mask[0, 0] = False  # sample 0: query 0 sees nothing
+    v_mask[2] = False  # sample 2: nothing at all
+    layer = attnkit.AttentionLayer(spec, return_attention=True)
+    out, weights = (ops.convert_to_numpy(t) for t in layer([q, v], mask=[None, v_mask]))
+    allowed = R.allowed_spec(layer.resolved.masks, tq, tk)[None] & v_mask[:, None, :]
+    empty = ~allowed.any(-1)
+    assert empty[0, 0] and empty[2].all()
+    assert (out[empty] == 0).all() and (weights[empty] == 0).all()
+    assert (weights[~np.broadcast_to(allowed, weights.shape)] == 0).all()
+    np.testing.assert_allclose(weights.sum(-1)[~empty], 1.0, atol=1e-6)

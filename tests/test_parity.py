@@ -110,7 +110,7 @@ def test_dot_matches_keras_attention(with_key):
 
 
 @pytest.mark.parametrize("shape", ["self", "rectangular"])
-def test_dot_causal_matches_keras_attention_use_causal_mask(shape):
+def test_m4_dot_causal_matches_keras_attention_use_causal_mask(shape):
     rng = _rng(2)
     if shape == "self":
         x = _normal(rng, B, T, D)
@@ -173,7 +173,7 @@ def test_concat_matches_keras_additive_attention(use_scale, causal):
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
-def test_dot_with_padding_masks_matches_keras_attention(causal):
+def test_m7_dot_with_padding_masks_matches_keras_attention(causal):
     """Masks where every query row keeps at least one key (Keras' documented precondition)."""
     q, v = _keras_inputs(with_key=False)
     q_mask = _lengths_mask([TQ, 5, 3], TQ)

@@ -166,7 +166,7 @@ class TestKernel:
         ("chunked", "additive"),
     ],
 )
-def test_jit_compile_on_every_plan(plan, spec):
+def test_d2_jit_compile_on_every_plan(plan, spec):
     dense, other = _pair(spec, plan)
     inputs = keras.Input((STEPS, FEATURES))
     model = keras.Model(inputs, other(inputs))

@@ -2,13 +2,17 @@
 
 Every built-in scorer x mask x pooling, with and without padding, self-attention and
 [query, value, key] inputs, in float32, float64 and the 16-bit mixed policies; plus the numerical
-contracts of shared/reliability.md: exact zeros (N1), fp16 overflow (N2, N6), poison behind the
-mask (N4), masked maxima (N8), gradients (N9), Keras mask propagation (M1) and jit parity (D2).
+contracts of shared/reliability.md, each test named after its case id: exact zeros (N1), fp16
+overflow and mixed policies (N6), poison behind the padding (N4), masked maxima (N8), gradients
+(N9), Keras mask propagation (M1) and jit parity (D2). tests/test_reliability.py has the rest.
 
 Sizes are distinct everywhere (B=3, T=7, D=5; cross: Tq=4, Tk=6, Dv=3) so swapped axes fail.
 """
 
 from __future__ import annotations
+
+import contextlib
+import warnings
 
 import keras
 import numpy as np
@@ -156,6 +160,26 @@ def check_against_reference(layer, inputs, mask, dtype="float32", scale=1.0):
     return out, weights
 
 
+@contextlib.contextmanager
+def no_warnings():
+    """Fail on any warning inside the block except the DeprecationWarnings the backends raise
+    about their own internals (pyproject ignores those too): the block runs with every warning
+    shown, whatever the filters outside say."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    noise = ("/tensorflow/", "/keras/", "/torch/", "/jax/", "/jaxlib/", "/google/")
+    ours = [
+        f"{w.category.__name__}: {w.message}"
+        for w in caught
+        if not (
+            issubclass(w.category, DeprecationWarning)
+            and any(part in w.filename.replace("\\", "/") for part in noise)
+        )
+    ]
+    assert not ours, "unexpected warnings: " + "; ".join(ours)
+
+
 def collect(failures: list, label: str, fn, *args, **kwargs):
     """Run one sub-case; record its failure instead of stopping at the first."""
     try:
@@ -259,7 +283,7 @@ def representable(x, policy: str) -> np.ndarray:
 
 @pytest.mark.parametrize("scorer", list(SCORERS))
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_policy_matches_reference(policy, scorer):
+def test_n6_mixed_policy_matches_reference(policy, scorer):
     """Outputs finite, fully masked rows exactly 0, within the policy's tolerance of float64."""
     keras.config.set_dtype_policy(policy)
     compute = policy.split("_")[1]
@@ -295,7 +319,7 @@ def test_mixed_policy_matches_reference(policy, scorer):
 @pytest.mark.parametrize(
     "spec", ["dot", "dot+causal", "dot+last", "general+local5", "dot+weighted"]
 )
-def test_fp16_huge_scores_stay_finite(spec):
+def test_n6_fp16_huge_scores_stay_finite(spec):
     """N6: q = k = 40 * ones, d = 64, so q.k = 102400 > 65504 (fp16 max): scores in float32."""
     keras.config.set_dtype_policy("mixed_float16")
     x = np.full((2, 6, 64), 40.0, dtype="float32")
@@ -317,7 +341,7 @@ def test_fp16_huge_scores_stay_finite(spec):
 
 # -- N1: rows with nothing visible ------------------------------------------------------------
 @pytest.mark.parametrize("pooling", list(POOLINGS))
-def test_rows_without_visible_keys_are_exactly_zero(pooling):
+def test_n1_rows_without_visible_keys_are_exactly_zero(pooling):
     """All keys padded, padded queries, and a padded last step behind local1: outputs == 0."""
     failures: list[str] = []
     q, v, k = cross_inputs(7)
@@ -428,7 +452,7 @@ def poison_case(layer, mode, poison):
 
 @pytest.mark.parametrize("poison", list(POISONS))
 @pytest.mark.parametrize("mode", ["self", "cross"])
-def test_poison_behind_padding_changes_nothing(mode, poison):
+def test_n4_poison_behind_padding_changes_nothing(mode, poison):
     """N4: every scorer x (seq, last(units=6), weighted) with local5; bit-identical outputs,
     finite gradients, exactly zero at the padded positions and unchanged elsewhere."""
     failures: list[str] = []
@@ -457,7 +481,7 @@ def test_poison_behind_padding_changes_nothing(mode, poison):
         "additive(units=8)+local5+causal",
     ],
 )
-def test_masked_key_with_largest_score_changes_nothing(spec):
+def test_n8_masked_key_with_largest_score_changes_nothing(spec):
     """Key 5 is masked for every query (Tq=4, causal/local windows end before it). Making its
     score the row maximum by far must not change any output, weight or the sum to one."""
     q, v, k = cross_inputs(10)
@@ -517,22 +541,24 @@ class MaskProbe(keras.layers.Layer):
         "gaussian+last",
     ],
 )
-def test_embedding_mask_zero_propagates(spec):
-    """Embedding(mask_zero=True) -> AttentionLayer: the same numbers as an explicit mask, padded
-    keys get exactly zero weight (keras-self-attention#41), seq output carries the mask,
-    many-to-one output carries none."""
+def test_m1_embedding_mask_zero_propagates(spec):
+    """Embedding(mask_zero=True) -> AttentionLayer: no warning (Keras warns about layers that
+    drop a mask), the same numbers as an explicit mask, padded keys get exactly zero weight
+    (keras-self-attention#41), seq output carries the mask, many-to-one output carries none."""
     ids = np.random.default_rng(11).integers(1, 20, (B, T)).astype("int32")
     ids[1, 4:] = 0
     ids[2, :] = 0
     valid = ids != 0
-    tokens = keras.Input((None,), dtype="int32")
-    embedding = keras.layers.Embedding(20, D, mask_zero=True)
-    layer = AttentionLayer(spec, return_attention=True)
-    out, weights = layer(embedding(tokens))
-    probe = MaskProbe()(out)
-    model = keras.Model(tokens, [out, weights, probe])
-    randomize(layer, 12)
-    m_out, m_weights, m_probe = (numpy(t) for t in model(ids))
+    with no_warnings():
+        tokens = keras.Input((None,), dtype="int32")
+        embedding = keras.layers.Embedding(20, D, mask_zero=True)
+        layer = AttentionLayer(spec, return_attention=True)
+        assert layer.supports_masking
+        out, weights = layer(embedding(tokens))
+        probe = MaskProbe()(out)
+        model = keras.Model(tokens, [out, weights, probe])
+        randomize(layer, 12)
+        m_out, m_weights, m_probe = (numpy(t) for t in model(ids))
 
     hidden = numpy(embedding(ids)).astype("float32")
     e_out, e_weights = run(layer, hidden, valid)
@@ -562,7 +588,7 @@ def test_embedding_mask_zero_propagates(spec):
         "bahdanau+causal+last",
     ],
 )
-def test_jit_compiled_model_matches_eager(spec):
+def test_d2_jit_compiled_model_matches_eager(spec):
     x = self_inputs(13)
     mask = lengths_mask([7, 4, 0], T)
     x_in = keras.Input((T, D))
@@ -631,7 +657,7 @@ def weight_gradients(layer, x, mask):
 
 
 @pytest.mark.parametrize("spec", GRADIENT_SPECS)
-def test_every_weight_gets_a_finite_nonzero_gradient(spec):
+def test_n9_every_weight_gets_a_finite_nonzero_gradient(spec):
     x = self_inputs(18)
     mask = lengths_mask([7, 5, 0], T)
     layer = make_layer(spec, x)

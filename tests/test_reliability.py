@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import warnings
 
 import attrs
 import keras
@@ -23,7 +22,15 @@ import pytest
 import reference as R
 from autodiff import value_and_grads
 from keras import ops
-from test_reference import SCORERS, lengths_mask, make_layer, numpy, randomize, spec_of
+from test_reference import (
+    SCORERS,
+    lengths_mask,
+    make_layer,
+    no_warnings,
+    numpy,
+    randomize,
+    spec_of,
+)
 from tolerances import TOLERANCES
 
 import attnkit
@@ -517,15 +524,6 @@ MASK_KINDS = {
 }
 
 
-def _backend_noise(warning) -> bool:
-    """DeprecationWarnings the backends raise about their own internals (pyproject ignores
-    them too); any other warning is attnkit's to answer for."""
-    parts = ("/tensorflow/", "/keras/", "/torch/", "/jax/", "/jaxlib/", "/google/")
-    return issubclass(warning.category, DeprecationWarning) and any(
-        p in warning.filename.replace("\\", "/") for p in parts
-    )
-
-
 def degenerate_case(name, kind):
     """(inputs, mask) for a degenerate shape; masks pad the last step of sample 0 (if any)."""
     batch, tq, tk = DEGENERATE[name]
@@ -559,11 +557,8 @@ def test_m5_degenerate_shapes(shape, pooling):
         inputs, mask = degenerate_case(shape, kind)
         for return_attention in (False, True):
             layer = attnkit.AttentionLayer(spec, return_attention=return_attention)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with no_warnings():
                 result = layer(inputs, mask=mask)
-            noise = [str(w.message) for w in caught if not _backend_noise(w)]
-            assert not noise, f"{kind} mask: {noise}"
             out = numpy(result[0] if return_attention else result)
             many_to_one = layer.resolved.pooling.many_to_one
             assert out.shape == ((batch, units) if many_to_one else (batch, tq, D)), kind

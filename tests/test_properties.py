@@ -1,0 +1,132 @@
+"""Hypothesis properties of masking (shared/reliability.md N1, M6): random boolean masks with
+fully masked rows, and padding invariance under random lengths with garbage in the padding.
+
+Shapes are fixed per property (B=3, D=4; T=5 or Tq=4, Tk=6) so each spec traces a handful of
+shapes only (JAX compiles every op per shape); the masks, the data and the spec vary. Layers are
+built once per spec (module cache). The example count comes from the profiles in conftest.py
+(derandomised ``ci`` when CI is set).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import reference as R
+from hypothesis import given
+from hypothesis import strategies as st
+from keras import ops
+from test_reference import randomize
+
+import attnkit
+
+B, D = 3, 4
+SCORERS = ["dot", "general(use_bias=true)", "additive(units=4)", "bahdanau(units=4)", "gaussian"]
+SCORERS += ["concat"]
+MASKS = ["", "+causal", "+local3", "+causal2", "+local4+causal"]
+POOLINGS = ["", "+last", "+last(units=3)", "+weighted"]
+_LAYERS: dict = {}
+
+
+def layer_for(spec: str, return_attention: bool = True) -> attnkit.AttentionLayer:
+    """One layer per spec, random weights; ``return_attention`` is switched per call."""
+    if spec not in _LAYERS:
+        layer = attnkit.AttentionLayer(spec, return_attention=True)
+        layer.build((None, None, D))
+        randomize(layer, seed=len(_LAYERS))
+        _LAYERS[spec] = layer
+    layer = _LAYERS[spec]
+    layer.return_attention = return_attention
+    return layer
+
+
+def numpy(x) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
+
+
+specs = st.builds(
+    lambda s, m, p: s + m + p,
+    st.sampled_from(SCORERS),
+    st.sampled_from(MASKS),
+    st.sampled_from(POOLINGS),
+)
+
+
+@st.composite
+def masked_inputs(draw):
+    """(inputs, mask, empty sample): self-attention (T=5) or [q, v] (Tq=4, Tk=6); random
+    boolean masks, one sample with every step (or every key) masked."""
+    cross = draw(st.booleans())
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    empty = draw(st.integers(0, B - 1))
+    if cross:
+        q = rng.uniform(-2, 2, (B, 4, D)).astype("float32")
+        v = rng.uniform(-2, 2, (B, 6, D)).astype("float32")
+        q_mask = np.array(draw(st.lists(st.booleans(), min_size=B * 4, max_size=B * 4)))
+        v_mask = np.array(draw(st.lists(st.booleans(), min_size=B * 6, max_size=B * 6)))
+        q_mask, v_mask = q_mask.reshape(B, 4), v_mask.reshape(B, 6)
+        v_mask[empty] = False
+        return [q, v], [q_mask, v_mask], empty
+    x = rng.uniform(-2, 2, (B, 5, D)).astype("float32")
+    mask = np.array(draw(st.lists(st.booleans(), min_size=B * 5, max_size=B * 5))).reshape(B, 5)
+    mask[empty] = False
+    return x, mask, empty
+
+
+@given(spec=specs, case=masked_inputs())
+def test_n1_random_masks_with_fully_masked_rows(spec, case):
+    """Weights finite; masked entries exactly 0; rows that see a key sum to 1; rows that see
+    none are exactly 0 in weights and output; the output is the same with the weights returned
+    or not; and the other samples are what they are without the fully masked one."""
+    inputs, mask, empty = case
+    layer = layer_for(spec)
+    out, weights = (numpy(t) for t in layer(inputs, mask=mask))
+    _, _, allowed = R.layer_reference(layer, inputs, mask, return_allowed=True)
+    allowed = np.broadcast_to(allowed, weights.shape)
+    visible = allowed.any(-1)
+    assert np.isfinite(out).all() and np.isfinite(weights).all()
+    assert (weights[~allowed] == 0).all(), "a masked key got weight"
+    np.testing.assert_allclose(weights.sum(-1)[visible], 1.0, rtol=0, atol=1e-5)
+    assert (weights[~visible] == 0).all() and (out[~visible] == 0).all()
+    assert (out[empty] == 0).all()
+
+    alone = numpy(layer_for(spec, return_attention=False)(inputs, mask=mask))
+    np.testing.assert_allclose(alone, out, rtol=1e-5, atol=2e-6)
+    assert (alone[~visible] == 0).all()
+
+    keep = [b for b in range(B) if b != empty]
+    rest = [t[keep] for t in inputs] if isinstance(inputs, list) else inputs[keep]
+    rest_mask = [m[keep] for m in mask] if isinstance(mask, list) else mask[keep]
+    without = numpy(layer_for(spec, return_attention=False)(rest, mask=rest_mask))
+    np.testing.assert_allclose(without, alone[keep], rtol=0, atol=1e-6)
+
+
+GARBAGE = st.sampled_from([0.0, 1e4, -1e4, 1e30, np.inf, -np.inf, np.nan])
+
+
+@given(
+    spec=specs,
+    lengths=st.lists(st.integers(0, 5), min_size=B, max_size=B),
+    extra=st.sampled_from([1, 3, 8]),  # few shapes: JAX compiles each op per shape
+    garbage=GARBAGE,
+    seed=st.integers(0, 2**16),
+)
+def test_m6_padding_invariance_with_random_lengths(spec, lengths, extra, garbage, seed):
+    """The same sequences padded to 5 steps and to 5 + extra steps, the padding filled with
+    garbage (huge, infinite, NaN, or random): outputs of the valid steps (seq) or the pooled
+    vectors agree within 1e-6; padded steps output exactly 0."""
+    rng = np.random.default_rng(seed)
+    layer = layer_for(spec, return_attention=False)
+    x = rng.uniform(-2, 2, (B, 5 + extra, D)).astype("float32")
+    mask = np.arange(5 + extra)[None, :] < np.array(lengths)[:, None]
+    noise = rng.uniform(-3, 3, x.shape) if garbage == 0.0 else np.full(x.shape, garbage)
+    long = np.where(mask[..., None], x, noise).astype("float32")
+    short = np.where(mask[:, :5, None], x[:, :5], 0.0).astype("float32")
+    out_long = numpy(layer(long, mask=mask))
+    out_short = numpy(layer(short, mask=mask[:, :5]))
+    assert np.isfinite(out_long).all()
+    if layer.resolved.pooling.many_to_one:
+        np.testing.assert_allclose(out_long, out_short, rtol=0, atol=1e-6)
+        empty = np.array(lengths) == 0
+        assert (out_long[empty] == 0).all()
+    else:
+        np.testing.assert_allclose(out_long[:, :5], out_short, rtol=0, atol=1e-6)
+        assert (out_long[~mask] == 0).all()
