@@ -836,3 +836,30 @@ def test_p5_broken_scorer_is_named_on_every_plan(broken, plan):
         assert fragment in message, f"{fragment!r} missing from: {message}"
     taken = "dense" if plan == "kernel" else plan
     assert f"on the {taken} plan" in message
+
+
+# == N6: large inputs under mixed_float16 ==========================================================
+@pytest.mark.parametrize("spec", ["dot(scale=sqrt)+causal", "general+local5", "additive+last"])
+def test_n6_large_inputs_under_mixed_float16_match_float64_and_float32_gradients(spec):
+    """Inputs up to 300 in magnitude (scores far beyond the fp16 maximum) under mixed_float16:
+    finite outputs within the fp16 tolerance of the float64 reference, and gradients within
+    ten times that of the float32 run (the softmax and scores run in float32)."""
+    rng = np.random.default_rng(16)
+    x = rng.uniform(-300, 300, (3, 8, 4)).astype(np.float16).astype("float32")
+    mask = lengths_mask([8, 6, 0], 8)
+    wide = make_layer(spec, x)
+    (w_out, _), w_g, w_gw = outputs_and_grads(wide, x, mask)
+    keras.config.set_dtype_policy("mixed_float16")
+    layer = make_layer(spec, x)
+    copy_into(layer, wide)
+    (out, weights), g, gw = outputs_and_grads(layer, x, mask)
+    assert np.isfinite(out).all() and np.isfinite(weights).all()
+    ref_out, _ = R.layer_reference(layer, x, mask)
+    rtol, atol = TOLERANCES["mixed_float16"]
+    scale = np.abs(x).max()  # outputs are averages of values up to 300
+    np.testing.assert_allclose(out, ref_out, rtol=rtol, atol=atol * scale)
+    np.testing.assert_allclose(out, w_out, rtol=rtol, atol=atol * scale)
+    for got, want in zip(g + gw, w_g + w_gw, strict=True):
+        assert np.isfinite(got).all()
+        bound = 10 * atol * max(1.0, np.abs(want).max())
+        np.testing.assert_allclose(got, want, rtol=10 * rtol, atol=bound)
