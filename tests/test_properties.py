@@ -75,7 +75,7 @@ def masked_inputs(draw):
 def test_n1_random_masks_with_fully_masked_rows(spec, case):
     """Weights finite; masked entries exactly 0; rows that see a key sum to 1; rows that see
     none are exactly 0 in weights and output; the output is the same with the weights returned
-    or not; and the other samples are what they are without the fully masked one."""
+    or not; and what the fully masked sample holds changes nothing."""
     inputs, mask, empty = case
     layer = layer_for(spec)
     out, weights = (numpy(t) for t in layer(inputs, mask=mask))
@@ -92,11 +92,17 @@ def test_n1_random_masks_with_fully_masked_rows(spec, case):
     np.testing.assert_allclose(alone, out, rtol=1e-5, atol=2e-6)
     assert (alone[~visible] == 0).all()
 
-    keep = [b for b in range(B) if b != empty]
-    rest = [t[keep] for t in inputs] if isinstance(inputs, list) else inputs[keep]
-    rest_mask = [m[keep] for m in mask] if isinstance(mask, list) else mask[keep]
-    without = numpy(layer_for(spec, return_attention=False)(rest, mask=rest_mask))
-    np.testing.assert_allclose(without, alone[keep], rtol=0, atol=1e-6)
+    # The fully masked sample filled with other values: the rest of the batch must not move.
+    # (Dropping it would do too, but each new batch size is a new compilation on JAX; the
+    # per-sample runs of test_reliability.py's N5 and D3 cases drop samples.)
+    if isinstance(inputs, list):
+        other = [t.copy() for t in inputs]
+        other[0][empty], other[1][empty] = 1e4, -1e4
+    else:
+        other = inputs.copy()
+        other[empty] = 1e4
+    moved = numpy(layer_for(spec, return_attention=False)(other, mask=mask))
+    np.testing.assert_array_equal(moved, alone)
 
 
 GARBAGE = st.sampled_from([0.0, 1e4, -1e4, 1e30, np.inf, -np.inf, np.nan])
