@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,17 +16,18 @@ from attnkit.errors import (
     ComponentError,
     InputShapeError,
     InputTypeError,
-    KerasRegistrationError,
     MaskShapeError,
-    MissingPluginError,
-    PluginConflictError,
-    SerializationError,
-    UnknownComponentError,
 )
 from attnkit.ops import as_bool_mask, hide_unseen, is_ragged, masked_softmax, score_dtype
-from attnkit.registry import registry
 from attnkit.resolution import Resolved
-from attnkit.spec import parse
+from attnkit.saving import (
+    activation_config,
+    check_keras_registration,
+    check_registered,
+    check_saved_activation,
+    origin,
+    resolve_spec,
+)
 
 __all__ = ["Attended", "AttentionLayer", "capture"]
 
@@ -148,7 +148,7 @@ class AttentionLayer(keras.layers.Layer):
     ) -> None:
         plugins = kwargs.pop("plugins", None)
         super().__init__(**kwargs)
-        self.resolved: Resolved = _resolve(spec, plugins or {})
+        self.resolved: Resolved = resolve_spec(spec, plugins or {})
         self.spec = self.resolved.canonical
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
@@ -326,7 +326,7 @@ class AttentionLayer(keras.layers.Layer):
         """``value``, checked for NaN/inf in debug mode (:mod:`attnkit.debug`)."""
         what = f"layer '{self.name}' ('{self.spec}'): {stage}"
         if component is not None:
-            what += f" from {component.kind} '{component.name}' ({_origin(component)})"
+            what += f" from {component.kind} '{component.name}' ({origin(component)})"
         return debug.check(value, what, valid)
 
     def _kernel_form(self, prepared, single: bool) -> str | None:
@@ -463,16 +463,16 @@ class AttentionLayer(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         # Refuse here what could not load back: at load time the same fault would surface as
         # Keras' generic "could not be deserialized" TypeError, far from its cause.
-        _check_keras_registration()
+        check_keras_registration(AttentionLayer)
         for component in (self.resolved.scorer, *self.resolved.masks, self.resolved.pooling):
-            _check_registered(self.name, component)
+            check_registered(self.name, component)
         config = super().get_config()
         config.update(
             spec=self.spec,
             return_attention=self.return_attention,
             dropout=self.dropout,
             seed=self.seed,
-            attention_activation=_activation_config(self.name, self.attention_activation),
+            attention_activation=activation_config(self.name, self.attention_activation),
             attention_regularizer_weight=self.attention_regularizer_weight,
             plan=self.plan,
         )
@@ -484,207 +484,10 @@ class AttentionLayer(keras.layers.Layer):
     def from_config(cls, config: dict[str, Any]) -> AttentionLayer:
         # Check first: Keras' from_config turns every exception into a bare TypeError, and
         # a missing plugin must reach the user as itself, with the install hint.
-        _check_keras_registration()
-        _resolve(config.get("spec"), config.get("plugins") or {})
-        _check_saved_activation(config.get("name"), config.get("attention_activation"))
+        check_keras_registration(AttentionLayer)
+        resolve_spec(config.get("spec"), config.get("plugins") or {})
+        check_saved_activation(config.get("name"), config.get("attention_activation"))
         return super().from_config(config)
-
-
-def _resolve(spec: Any, plugins: dict[str, str]) -> Resolved:
-    """Resolve a spec; a name that a saved config attributes to a missing plugin says so."""
-    if not isinstance(plugins, dict):
-        raise SerializationError(
-            "the saved config's 'plugins' must be a dict of component name -> "
-            f"'distribution==version'; received a {type(plugins).__name__}"
-        )
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in plugins.items()):
-        raise SerializationError(
-            "the saved config's 'plugins' must map component names to 'distribution==version' "
-            "strings; it holds other values"
-        )
-    if isinstance(spec, Resolved):
-        if spec.plugins:
-            return spec
-        # Assembled from instances: record the plugin distributions as resolving would, so the
-        # saved config can still name what to install.
-        found = {}
-        for info in registry().components():
-            for component in (spec.scorer, *spec.masks, spec.pooling):
-                if type(component) is info.cls and not info.builtin:
-                    found[info.name] = f"{info.distribution}=={info.version}"
-        return attrs.evolve(spec, plugins=found) if found else spec
-    try:
-        return registry().resolve(spec)
-    except UnknownComponentError as error:
-        for token in parse(spec).tokens:
-            requirement = plugins.get(token.name)
-            if requirement and not _known(token.name):
-                pinned = _pinned(requirement)
-                if pinned is None:
-                    raise MissingPluginError(
-                        f"component '{token.name}' is not installed here, and the saved file's "
-                        "requirement for the plugin that provides it is malformed (expected "
-                        "'distribution==version'), so no install command is suggested",
-                        spec,
-                        token.start,
-                        token.end,
-                        f"find and install the plugin distribution that provides '{token.name}'",
-                    ) from error
-                dist, version = pinned
-                raise MissingPluginError(
-                    f"component '{token.name}' comes from the plugin distribution {dist} "
-                    f"(saved with version {version}), which is not installed here",
-                    spec,
-                    token.start,
-                    token.end,
-                    f"install it: pip install '{dist}>={version}'",
-                ) from error
-        raise
-
-
-def _pinned(requirement: str) -> tuple[str, str] | None:
-    """(name, version) of a saved ``name==version`` requirement, or None if it is not one.
-
-    The install hint is built from what ``packaging`` parsed, never from the saved text, so a
-    tampered file cannot put its own words (or a shell command) into the message.
-    """
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        parsed = Requirement(requirement)
-    except InvalidRequirement:
-        return None
-    specifiers = list(parsed.specifier)
-    if parsed.url or parsed.extras or parsed.marker or len(specifiers) != 1:
-        return None
-    (pin,) = specifiers
-    if pin.operator != "==":
-        return None
-    try:
-        version = Version(pin.version)  # rejects wildcards such as 1.*
-    except InvalidVersion:
-        return None
-    return parsed.name, str(version)
-
-
-#: The name ``@keras.saving.register_keras_serializable(package="attnkit")`` gives the layer.
-KERAS_NAME = "attnkit>AttentionLayer"
-
-
-def _same_class(a: Any, b: type) -> bool:
-    """``a`` is ``b``, or ``b`` imported again (importlib.reload, IPython's autoreload)."""
-    return a is b or (
-        isinstance(a, type) and (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
-    )
-
-
-def _check_keras_registration() -> None:
-    """Keras' serializable name ``attnkit>AttentionLayer`` must still map to this layer class.
-
-    ``keras.saving.register_keras_serializable`` silently overwrites a name, and load_model
-    builds whatever the name maps to. One dictionary lookup, so it runs on every save and every
-    load. It catches accidents, not an adversary in the same process: code that wants to can
-    also fake a class's module and name. Plugins are checked when they are imported (see
-    attnkit.registry); this catches anything else that registered the name.
-    """
-    found = keras.saving.get_registered_object(KERAS_NAME)
-    if _same_class(found, AttentionLayer):
-        return
-    what = (
-        "nothing"
-        if found is None
-        else f"{getattr(found, '__module__', '?')}.{getattr(found, '__qualname__', found)!s}"
-    )
-    raise KerasRegistrationError(
-        f"Keras' serializable name '{KERAS_NAME}' maps to {what}, not to attnkit's "
-        f"{AttentionLayer.__module__}.AttentionLayer: a saved file would load as that object. "
-        "Code run after attnkit was imported registered that object under attnkit's name "
-        "(keras.saving.register_keras_serializable overwrites silently); register it under its "
-        "own package instead."
-    )
-
-
-def _check_registered(layer_name: str, component: Any) -> None:
-    """A component saved by its spec token must be what the registry resolves that token to."""
-    cls = type(component)
-    where = f"layer '{layer_name}': cannot save {component.kind} '{component.name}'"
-    try:
-        info = registry().get(component.name)
-    except (UnknownComponentError, PluginConflictError) as error:
-        problem = str(error).splitlines()[0]
-    else:
-        if _same_class(info.cls, cls):
-            return
-        problem = (
-            f"the name belongs to {info.cls.__module__}.{info.cls.__qualname__} "
-            f"from {info.distribution} {info.version}"
-        )
-    raise SerializationError(
-        f"{where} ({cls.__module__}.{cls.__qualname__}): no installed plugin registers this "
-        f"class ({problem}), so a saved file could not rebuild it from its spec. Register it "
-        "as a plugin: a distribution with an 'attnkit' entry point whose "
-        "@attnkit.hookimpl attnkit_add_components() returns it (docs/plugins.md); install it "
-        "and build the layer from its spec text."
-    )
-
-
-def _check_saved_activation(layer_name: Any, saved: Any) -> None:
-    """A saved ``attention_activation`` must be one Keras can look up by name (safe mode)."""
-    if saved is None:
-        return
-    if isinstance(saved, dict) and ("value" in saved or saved.get("class_name") == "__lambda__"):
-        problem = "it is Python bytecode (Keras' form of a lambda), and attnkit runs no saved code"
-    else:
-        try:
-            keras.activations.get(saved)  # the lookup __init__ does, without Keras' TypeError
-            return
-        except (TypeError, ValueError) as error:
-            problem = str(error).splitlines()[0][:300]
-    raise SerializationError(
-        f"layer '{layer_name}': the saved attention_activation cannot be loaded: {problem}. "
-        "Save the layer with an activation name such as 'tanh', or a module-level function "
-        "registered with @keras.saving.register_keras_serializable(package='<yours>')."
-    )
-
-
-def _activation_config(layer_name: str, activation: Any) -> Any:
-    """``attention_activation`` as Keras saves it, refusing what Keras saves as code or as a
-    name that means nothing outside this function (a lambda, a local function, an object of an
-    unregistered class).
-
-    A plain module-level function passes even when unregistered: Keras saves its name, and
-    ``load_model(..., custom_objects={name: fn})`` brings it back without running saved code.
-    """
-    if activation is None:
-        return None
-    qualname = getattr(activation, "__qualname__", "")
-    registered = keras.saving.get_registered_object(keras.saving.get_registered_name(activation))
-    if getattr(activation, "__name__", "") == "<lambda>":
-        problem = "a lambda is saved as Python bytecode, which load_model refuses in safe mode"
-    elif "<locals>" in qualname and registered is not activation:
-        problem = f"{qualname} is a local function; its name cannot be looked up when loading"
-    else:
-        try:
-            saved = keras.activations.serialize(activation)
-        except Exception as error:  # Keras' own message says what it could not do
-            problem = f"Keras cannot serialize it ({type(error).__name__}: {error})"
-        else:
-            if (
-                isinstance(saved, str)
-                or registered is activation
-                or isinstance(activation, types.FunctionType)
-            ):
-                return saved
-            problem = (
-                f"Keras saves it as an instance of {type(activation).__qualname__}, "
-                "a class it cannot rebuild when loading"
-            )
-    raise SerializationError(
-        f"layer '{layer_name}': cannot save attention_activation={activation!r}: {problem}. "
-        "Pass an activation name such as 'tanh', or a module-level function registered with "
-        "@keras.saving.register_keras_serializable(package='<yours>')."
-    )
 
 
 def _static(dim):
@@ -696,17 +499,6 @@ def _zero_padding(tensor, valid):
     if valid is None:
         return tensor
     return ops.where(ops.expand_dims(valid, -1), tensor, ops.zeros_like(tensor))
-
-
-def _known(name: str) -> bool:
-    return any(c.name == name for c in registry().components())
-
-
-def _origin(component) -> str:
-    for info in registry().components():
-        if info.cls is type(component):
-            return f"from {info.distribution} {info.version}"
-    return "not registered"
 
 
 def _split_shapes(input_shape):

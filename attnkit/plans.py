@@ -32,6 +32,7 @@ from attnkit.components import Scorer
 from attnkit.errors import ComponentError
 from attnkit.fusion import fused
 from attnkit.ops import hide_unseen, masked_softmax
+from attnkit.saving import origin
 
 __all__ = [
     "PLANS",
@@ -134,11 +135,10 @@ def check_scores(scorer, scores, query, key, plan: str, layer: str | None = None
     dtype = keras.backend.standardize_dtype(scores.dtype)
     if fits and "float" in dtype:
         return
-    from attnkit.layer import _origin  # the layer imports this module first
 
     owner = "" if layer is None else f"layer '{layer}': "
     raise ComponentError(
-        f"{owner}scorer '{scorer.name}' ({_origin(scorer)}) returned scores of shape {got} "
+        f"{owner}scorer '{scorer.name}' ({origin(scorer)}) returned scores of shape {got} "
         f"and dtype {dtype} on the {plan} plan, for queries of shape {tuple(query.shape)} and "
         f"keys of shape {tuple(key.shape)}; expected a floating dtype and the shape (batch, "
         f"query steps, key steps) = {expected}"

@@ -65,9 +65,11 @@ _AUDIT = {"on": False, "events": []}
 _audit_installed = False
 
 
-def _audit_hook(event, args):
-    if _AUDIT["on"] and event in WATCHED:
-        _AUDIT["events"].append((event, str(args[0])[:120] if args else ""))
+def _audit_hook(event, args, _state=_AUDIT, _watched=frozenset(WATCHED)):
+    # Bound as defaults: at interpreter shutdown module globals become None, and the hook
+    # (which cannot be removed) still runs.
+    if _state["on"] and event in _watched:
+        _state["events"].append((event, str(args[0])[:120] if args else ""))
 
 
 def _install_audit_hook():
