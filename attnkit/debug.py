@@ -35,9 +35,7 @@ from attnkit.errors import NonFiniteError
 
 __all__ = ["check", "disable", "enable", "enabled", "numerics"]
 
-_SCOPED: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
-    "attnkit_debug", default=None
-)
+_SCOPED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("attnkit_debug", default=None)
 _GLOBAL: list[bool] = []  # set by enable()/disable(); empty: follow ATTNKIT_DEBUG
 
 
