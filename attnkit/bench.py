@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["bench", "render", "run_worker"]
+__all__ = ["bench", "median_time", "render", "run_worker"]
 
 #: What a failing worker's stderr says when it ran out of memory, per backend.
 _OOM_MARKERS = (
@@ -278,6 +278,19 @@ def render(report: dict[str, Any]) -> str:
 # -- the worker ----------------------------------------------------------------------------------
 
 
+def median_time(step, warmup: int, repeats: int) -> float:
+    """Median wall time of ``step()`` over ``repeats`` calls, after ``warmup`` untimed ones
+    (tracing and compilation happen there). ``step`` must wait for its result."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _measure(job: dict[str, Any]) -> dict[str, Any]:
     """Build the job's model, time its steps, and report the process's peak memory."""
     if job["layer"] == "baseline":
@@ -310,13 +323,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         def step():
             model.predict_on_batch(x)
 
-    times = []
-    for i in range(job["warmup"] + job["repeats"]):
-        start = time.perf_counter()
-        step()
-        if i >= job["warmup"]:
-            times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times), "rss": _peak_rss()}
+    return {"seconds": median_time(step, job["warmup"], job["repeats"]), "rss": _peak_rss()}
 
 
 def _worker_main(job_text: str) -> int:

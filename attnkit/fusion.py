@@ -7,7 +7,7 @@ XLA computation, so those ops fuse. TensorFlow runs a graph op by op on CPU unle
 there a block's inference pass is compiled with XLA. Training keeps TensorFlow's own kernels
 under ``keras.remat``: XLA's gradients of these fusions measured slower, and a custom
 gradient that recomputed op by op lost the bounded memory (benchmarks/README.md).
-This is the only module of attnkit that imports a backend.
+This module and :mod:`attnkit.debug` are the only ones in attnkit that import a backend.
 """
 
 from __future__ import annotations

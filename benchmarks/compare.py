@@ -34,7 +34,7 @@ PAIRS = [
 ]
 
 WORKER = r"""
-import json, os, resource, statistics, sys, time
+import json, os, resource, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np, keras, tensorflow as tf
 job = json.loads(sys.argv[1])
@@ -58,14 +58,10 @@ if mode == "train":
 else:
     forward = tf.function(lambda t: model(t, training=False))
     step = lambda: forward(x).numpy()
-times = []
-for i in range(job["warmup"] + job["repeats"]):
-    start = time.perf_counter()
-    step()
-    if i >= job["warmup"]:
-        times.append(time.perf_counter() - start)
+from attnkit.bench import median_time
+seconds = median_time(step, job["warmup"], job["repeats"])
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"seconds": statistics.median(times), "rss": rss}))
+print(json.dumps({"seconds": seconds, "rss": rss}))
 """
 
 
