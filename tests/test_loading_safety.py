@@ -526,8 +526,13 @@ def _run_loader(job: dict, pythonpath: str | None) -> dict:
     paths = [pythonpath, os.environ.get("PYTHONPATH")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return _run_script(LOADER, job, env)
+
+
+def _run_script(script: str, job: dict, env: dict) -> dict:
+    """Run a loader script in a fresh interpreter; its last stdout line is the JSON result."""
     done = subprocess.run(  # noqa: S603 - our interpreter and loader
-        [sys.executable, "-c", LOADER, json.dumps(job)],
+        [sys.executable, "-c", script, json.dumps(job)],
         capture_output=True,
         text=True,
         env=env,
@@ -734,16 +739,7 @@ def test_s5_saved_before_and_after_the_first_call_loads_under_another_backend(ta
     expected = _s5_models(tmp_path, x)
     job = {"folder": str(tmp_path), "x": str(tmp_path / "x.npy"), "models": list(expected)}
     env = dict(os.environ, KERAS_BACKEND=target, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run(  # noqa: S603 - our interpreter and loader
-        [sys.executable, "-c", CROSS_LOADER, json.dumps(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _run_script(CROSS_LOADER, job, env)
     assert result["backend"] == target
     for name, want in expected.items():
         got = np.asarray(result["outputs"][name], dtype="float32")
