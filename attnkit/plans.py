@@ -1,9 +1,9 @@
 """Execution plans: how a layer computes attention, chosen from the masks' declared structure.
 
 - ``dense``: scores for every (query, key) pair, (B, Tq, Tk); fastest for short sequences.
-- ``banded``: when the masks bound how far back and ahead a query sees (``local<w>``,
-  ``causal<w>``, any mask whose ``reach()`` is finite), each query scores only its window of
-  W = back + 1 + ahead keys, gathered as (B, T, W, D): time and memory O(B T W), linear in T.
+- ``banded`` (:mod:`attnkit.banded`): when the masks bound how far back and ahead a query sees
+  (``local<w>``, ``causal<w>``, any mask whose ``reach()`` is finite), each query scores only
+  its window of W = back + 1 + ahead keys: time and memory O(B T W), linear in T.
 - ``kernel``: the backend's fused ``keras.ops.dot_product_attention`` (flash or memory-efficient
   kernels on GPU, torch's fused CPU kernel), for specs it can express exactly: a scorer that is a
   scaled dot product (:meth:`Scorer.dot_scale`), masks that are ``full`` or ``causal``
@@ -17,7 +17,8 @@
 
 A scorer needs no code for any plan: the banded plan scores each query as its own batch row
 against its window, which the conformance suite's batch-independence check guarantees is the
-same formula. All plans give the dense plan's numbers within float tolerance.
+same formula (a scorer that splits into :meth:`Scorer.project` and :meth:`Scorer.pair` gets
+a faster banded pass). All plans give the dense plan's numbers within float tolerance.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from attnkit.banded import banded
 from attnkit.components import Scorer
-from attnkit.errors import ComponentError
 from attnkit.fusion import fused
 from attnkit.ops import hide_unseen, masked_softmax
-from attnkit.saving import origin
+from attnkit.scoring import check_scores, checked_scores, combined_reach
 
 __all__ = [
     "PLANS",
@@ -56,16 +57,6 @@ CHUNK_ABOVE = 2**22
 CHUNK_TARGET = 2**21
 #: Floats per sample the banded plan may gather before bounded masks switch to chunks.
 BANDED_MAX = 2**26
-
-
-def combined_reach(masks) -> tuple[int | None, int | None]:
-    """The reach of the AND of ``masks``: the tightest bound on each side (None = unbounded)."""
-    back = ahead = None
-    for mask in masks:
-        b, a = mask.reach()
-        back = b if back is None else (back if b is None else min(back, b))
-        ahead = a if ahead is None else (ahead if a is None else min(ahead, a))
-    return back, ahead
 
 
 def choose(
@@ -116,88 +107,6 @@ def choose(
     return "dense"
 
 
-def check_scores(scorer, scores, query, key, plan: str, layer: str | None = None) -> None:
-    """Raise :class:`ComponentError` unless ``scores`` are floating and (B, Tq, Tk) for these
-    queries (B, Tq, Dq) and keys (B, Tk, Dk), as far as the shapes are known statically.
-
-    Every plan checks the call it made: a transposed (B, Tk, Tq) is square in self-attention,
-    and the banded and chunked plans call the scorer on shapes of their own, where a wrong
-    shape would otherwise surface as a backend's matmul or reshape error far from its cause.
-    """
-    expected = (query.shape[0], query.shape[1], key.shape[1])
-    got = tuple(scores.shape)
-    # Only Python ints are compared: None, JAX's symbolic dimensions and torch's SymInts are
-    # unknown here, and comparing them would decide nothing (or refuse to, on JAX).
-    fits = len(got) == 3 and all(
-        not (isinstance(e, int) and isinstance(g, int)) or e == g
-        for e, g in zip(expected, got, strict=True)
-    )
-    dtype = keras.backend.standardize_dtype(scores.dtype)
-    if fits and "float" in dtype:
-        return
-
-    owner = "" if layer is None else f"layer '{layer}': "
-    raise ComponentError(
-        f"{owner}scorer '{scorer.name}' ({origin(scorer)}) returned scores of shape {got} "
-        f"and dtype {dtype} on the {plan} plan, for queries of shape {tuple(query.shape)} and "
-        f"keys of shape {tuple(key.shape)}; expected a floating dtype and the shape (batch, "
-        f"query steps, key steps) = {expected}"
-    )
-
-
-def _scores(scorer, params, query, key, activation, plan):
-    scores = scorer.score(params, query, key)
-    check_scores(scorer, scores, query, key, plan)
-    return scores if activation is None else activation(scores)
-
-
-def _window_positions(steps_q, steps_k, back: int, width: int):
-    """Key index of every (query, offset) pair, (1, Tq, W), and whether it exists."""
-    q_idx = ops.reshape(ops.arange(steps_q, dtype="int32"), (1, -1, 1))
-    offsets = ops.reshape(ops.arange(width, dtype="int32"), (1, 1, -1))
-    k_idx = q_idx - back + offsets
-    inside = ops.logical_and(ops.greater_equal(k_idx, 0), ops.less(k_idx, steps_k))
-    return q_idx, k_idx, inside
-
-
-def _gather_windows(tensor, back: int, ahead: int, steps_q):
-    """(B, Tk, D) -> (B, Tq, W, D): for query i the rows i-back .. i+ahead (zeros outside)."""
-    padded = ops.pad(tensor, [[0, 0], [back, ahead], [0, 0]])
-    width = back + ahead + 1
-    return ops.stack([padded[:, o : o + steps_q, :] for o in range(width)], axis=2)
-
-
-def banded(scorer, params, prepared, value, masks, key_valid, activation, dropout):
-    """Context (B, Tq, Dv) scoring each query against its window only."""
-    back, ahead = combined_reach(masks)
-    width = back + ahead + 1
-    query, key = prepared.query, prepared.key
-    batch, steps_q = ops.shape(query)[0], ops.shape(query)[1]
-    steps_k = ops.shape(key)[1]
-    keys = _gather_windows(key, back, ahead, steps_q)  # (B, Tq, W, Dk)
-    values = _gather_windows(value, back, ahead, steps_q)  # (B, Tq, W, Dv)
-    q_idx, k_idx, allowed = _window_positions(steps_q, steps_k, back, width)
-    for mask in masks:
-        allowed = ops.logical_and(allowed, mask.allowed(q_idx, k_idx))
-    if key_valid is not None:
-        valid = _gather_windows(
-            ops.expand_dims(ops.cast(key_valid, "int8"), -1), back, ahead, steps_q
-        )
-        allowed = ops.logical_and(allowed, ops.greater(valid[..., 0], 0))
-    if prepared.valid is not None:
-        allowed = ops.logical_and(allowed, ops.expand_dims(prepared.valid, -1))
-    # Each query is its own batch row: (B*Tq, 1, Dq) against (B*Tq, W, Dk).
-    flat_q = ops.reshape(query, (-1, 1, ops.shape(query)[-1]))
-    flat_k = ops.reshape(keys, (-1, width, ops.shape(key)[-1]))
-    scores = ops.reshape(
-        _scores(scorer, params, flat_q, flat_k, activation, "banded"), (batch, steps_q, width)
-    )
-    weights = masked_softmax(scores, allowed)
-    if dropout is not None:
-        weights = dropout(weights)
-    return ops.einsum("btw,btwd->btd", weights, values)
-
-
 def _block_size(steps_k: int, pair_width: int, reach: int | None = None) -> int:
     """The largest power-of-two query block whose key span x pair width fits CHUNK_TARGET.
 
@@ -236,7 +145,7 @@ def _block_function(scorer, masks, activation, names, n_extra, dropout=None):
             allowed = extra if allowed is None else ops.logical_and(allowed, extra)
         if allowed is not None:
             k, v = hide_unseen(allowed, k, v)
-        scores = _scores(scorer, block_params, q, k, activation, "chunked")
+        scores = checked_scores(scorer, block_params, q, k, activation, "chunked")
         weights = masked_softmax(scores, allowed)
         if dropout is not None:
             weights = dropout(weights)

@@ -49,8 +49,12 @@ def _bilinear(a, w, b):
 
 def _additive_energy(q_proj, k_proj, w_out):
     """sum_u w_out[u] * tanh(q_proj[:, i, u] + k_proj[:, j, u]) for every (i, j)."""
-    hidden = ops.tanh(ops.expand_dims(q_proj, 2) + ops.expand_dims(k_proj, 1))  # (B, Tq, Tk, U)
-    return ops.squeeze(ops.matmul(hidden, w_out), -1)
+    return _tanh_energy(ops.expand_dims(q_proj, 2), ops.expand_dims(k_proj, 1), w_out)
+
+
+def _tanh_energy(q_proj, k_proj, w_out):
+    """sum_u w_out[u] * tanh(q_proj[..., u] + k_proj[..., u]), broadcast over the leading axes."""
+    return ops.squeeze(ops.matmul(ops.tanh(q_proj + k_proj), w_out), -1)
 
 
 def _check_scale(instance, attribute, value) -> None:
@@ -102,7 +106,16 @@ class Dot(Scorer):
         return 1.0 if self.scale is None else float(self.scale)
 
     def score(self, params, query, key):
-        scores = ops.matmul(query, ops.swapaxes(key, -1, -2))
+        return self._scaled(params, ops.matmul(query, ops.swapaxes(key, -1, -2)), query)
+
+    def project(self, params, query, key):
+        return query, key
+
+    def pair(self, params, query_features, key_features):
+        products = ops.sum(query_features * key_features, axis=-1)
+        return self._scaled(params, products, query_features)
+
+    def _scaled(self, params, scores, query):
         if self.scale == "learned":
             return scores * params["scale"]
         if self.scale == "sqrt":
@@ -137,6 +150,13 @@ class General(Scorer):
 
     def score(self, params, query, key):
         scores = _bilinear(query, params["w"], key)
+        return scores + params["b"] if self.use_bias else scores
+
+    def project(self, params, query, key):
+        return ops.matmul(query, params["w"]), key
+
+    def pair(self, params, query_features, key_features):
+        scores = ops.sum(query_features * key_features, axis=-1)
         return scores + params["b"] if self.use_bias else scores
 
 
@@ -177,10 +197,18 @@ class Additive(Scorer):
         return self.units
 
     def score(self, params, query, key):
+        q_proj, k_proj = self.project(params, query, key)
+        scores = _additive_energy(q_proj, k_proj, params["w_a"])
+        return scores + params["b_a"] if self.use_attention_bias else scores
+
+    def project(self, params, query, key):
         q_proj = ops.matmul(query, params["w_q"])
         if self.use_additive_bias:
             q_proj = q_proj + params["b_h"]
-        scores = _additive_energy(q_proj, ops.matmul(key, params["w_k"]), params["w_a"])
+        return q_proj, ops.matmul(key, params["w_k"])
+
+    def pair(self, params, query_features, key_features):
+        scores = _tanh_energy(query_features, key_features, params["w_a"])
         return scores + params["b_a"] if self.use_attention_bias else scores
 
 
@@ -213,9 +241,13 @@ class Bahdanau(Scorer):
         return self.units or query_dim
 
     def score(self, params, query, key):
-        return _additive_energy(
-            ops.matmul(query, params["w_1"]), ops.matmul(key, params["w_2"]), params["v"]
-        )
+        return _additive_energy(*self.project(params, query, key), params["v"])
+
+    def project(self, params, query, key):
+        return ops.matmul(query, params["w_1"]), ops.matmul(key, params["w_2"])
+
+    def pair(self, params, query_features, key_features):
+        return _tanh_energy(query_features, key_features, params["v"])
 
 
 @attrs.frozen
@@ -252,7 +284,13 @@ class Concat(Scorer):
         return query_dim
 
     def score(self, params, query, key):
-        hidden = ops.tanh(ops.expand_dims(query, 2) + ops.expand_dims(key, 1))  # (B, Tq, Tk, D)
+        return self.pair(params, ops.expand_dims(query, 2), ops.expand_dims(key, 1))
+
+    def project(self, params, query, key):
+        return query, key
+
+    def pair(self, params, query_features, key_features):
+        hidden = ops.tanh(query_features + key_features)
         if self.use_scale:
             hidden = hidden * params["scale"]
         return ops.sum(hidden, axis=-1)
@@ -290,7 +328,15 @@ class Gaussian(Scorer):
         q_sq = ops.sum(ops.square(query), axis=-1, keepdims=True)  # (B, Tq, 1)
         k_sq = ops.expand_dims(ops.sum(ops.square(key), axis=-1), 1)  # (B, 1, Tk)
         cross = ops.matmul(query, ops.swapaxes(key, -1, -2))
-        distance = ops.maximum(q_sq + k_sq - 2.0 * cross, 0.0)
+        return self._kernel(params, ops.maximum(q_sq + k_sq - 2.0 * cross, 0.0))
+
+    def project(self, params, query, key):
+        return query, key
+
+    def pair(self, params, query_features, key_features):
+        return self._kernel(params, ops.sum(ops.square(query_features - key_features), axis=-1))
+
+    def _kernel(self, params, distance):
         if self.sigma is None:
             sigma = ops.softplus(params["rho"]) + 1e-6
             return -distance / (2.0 * ops.square(sigma))

@@ -222,6 +222,25 @@ class BrokenRandom(Scorer):
 
 
 @attrs.frozen
+class BrokenPair(Scorer):
+    """Splits into project() and pair(), but pair() forgets the scale that score() applies.
+
+    Caught by check_pair_matches_score (and check_plans_agree: the banded plan uses the split).
+    """
+
+    name = "broken_pair"
+
+    def score(self, params, query, key):
+        return 0.5 * _dot(query, key)
+
+    def project(self, params, query, key):
+        return query, key
+
+    def pair(self, params, query_features, key_features):
+        return ops.sum(query_features * key_features, axis=-1)
+
+
+@attrs.frozen
 class BrokenUnusedWeight(Scorer):
     """Builds a ``bias`` weight that ``score()`` never reads (a typo'd params key).
 
@@ -563,6 +582,12 @@ class GoodScorer(Scorer):
 
     def score(self, params, query, key):
         return _dot(query, key) * params["scale"]
+
+    def project(self, params, query, key):
+        return query, key
+
+    def pair(self, params, query_features, key_features):
+        return ops.sum(query_features * key_features, axis=-1) * params["scale"]
 
 
 @attrs.frozen

@@ -74,6 +74,7 @@ TABLE = [
     ),
     case("check_batch_independence", B.BrokenBatchMean(), "scored alone differs", G_SCORER),
     case("check_deterministic", B.BrokenRandom(), "two calls on the same inputs differ", G_SCORER),
+    case("check_pair_matches_score", B.BrokenPair(), "pair(project(q, k)) differs", G_SCORER),
     # -- masks ----------------------------------------------------------------------------------
     case("check_mask_boolean_broadcast", B.BrokenIntMask(), "dtype int32, expected bool", G_MASK),
     case("check_mask_pure", B.BrokenLayoutMask(), "laid out differently", G_MASK),

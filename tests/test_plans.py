@@ -10,7 +10,8 @@ from autodiff import value_and_grads
 from keras import ops
 
 import attnkit
-from attnkit import plans
+from attnkit import banded, plans
+from attnkit.fusion import fused
 
 SCORERS = [
     "dot",
@@ -88,6 +89,47 @@ def _prepared(x):
 @pytest.mark.parametrize("spec", SCORERS)
 def test_banded_equals_dense(spec, masks):
     _check_equal(spec, "banded", masks)
+
+
+@pytest.mark.parametrize(
+    "spec, masks", [("additive", "local4"), ("gaussian", "causal3"), ("dot", "local5+causal")]
+)
+def test_banded_fused_equals_dense(spec, masks, monkeypatch):
+    """The offset pass compiled as one computation (TensorFlow's XLA; elsewhere the same
+    function): long windows take it, forced here at a small size."""
+    monkeypatch.setattr(banded, "FUSE_ABOVE", 0)
+    calls = []
+    monkeypatch.setattr(banded, "fused", lambda make, *key: calls.append(key) or fused(make, *key))
+    _check_equal(spec, "banded", masks)
+    assert calls
+
+
+@pytest.mark.parametrize("spec", ["additive", "dot"])
+def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypatch):
+    """Built-ins split into project() and pair() and are scored one offset at a time; a
+    scorer without the split is scored against gathered windows, with the same numbers."""
+    taken = []
+    for name in ("_offset_function", "_gathered"):
+        original = getattr(banded, name)
+        monkeypatch.setattr(
+            banded, name, lambda *a, _f=original, _n=name, **k: taken.append(_n) or _f(*a, **k)
+        )
+    _check_equal(spec, "banded", "local4")
+    assert set(taken) == {"_offset_function"}
+    taken.clear()
+    cls = type(attnkit.resolve(spec).scorer)
+    monkeypatch.setattr(cls, "project", lambda self, params, query, key: None)
+    if spec == "additive":  # its score() reuses project(): keep that path working
+        monkeypatch.setattr(cls, "score", _unsplit_additive)
+    _check_equal(spec, "banded", "local4")
+    assert set(taken) == {"_gathered"}
+
+
+def _unsplit_additive(self, params, query, key):
+    q = ops.matmul(query, params["w_q"]) + params["b_h"]
+    k = ops.matmul(key, params["w_k"])
+    hidden = ops.tanh(ops.expand_dims(q, 2) + ops.expand_dims(k, 1))
+    return ops.squeeze(ops.matmul(hidden, params["w_a"]), -1) + params["b_a"]
 
 
 @pytest.mark.parametrize("masks", CHUNKED_MASKS)

@@ -838,6 +838,37 @@ def test_p5_broken_scorer_is_named_on_every_plan(broken, plan):
     assert f"on the {taken} plan" in message
 
 
+@attrs.frozen
+class PairKeepsFeatures(Scorer):
+    """A correct score(), but pair() forgets to sum over the features: (B, T, P)."""
+
+    name = "p5_pair_keeps_features"
+
+    def score(self, params, query, key):
+        return _dot(query, key)
+
+    def project(self, params, query, key):
+        return query, key
+
+    def pair(self, params, query_features, key_features):
+        return query_features * key_features
+
+
+def test_p5_broken_pair_is_named_on_the_banded_plan():
+    """The banded plan scores a splitting scorer with pair(): a wrong shape from it is a
+    ComponentError naming the layer, the scorer, its origin and the expected shape."""
+    from attnkit.masks import Local
+
+    resolved = attnkit.Resolved.of(PairKeepsFeatures(), (Local(5),))
+    layer = attnkit.AttentionLayer(resolved, plan="banded", name="p5_pair")
+    x = np.random.default_rng(16).uniform(-1, 1, (2, T, D)).astype("float32")
+    with pytest.raises(ComponentError) as info:
+        layer(x)
+    message = str(info.value)
+    for fragment in ("p5_pair", PairKeepsFeatures.name, "not registered", "pair()", "(2, 20)"):
+        assert fragment in message, f"{fragment!r} missing from: {message}"
+
+
 # == N6: large inputs under mixed_float16 ==========================================================
 @pytest.mark.parametrize("spec", ["dot(scale=sqrt)+causal", "general+local5", "additive+last"])
 def test_n6_large_inputs_under_mixed_float16_match_float64_and_float32_gradients(spec):

@@ -219,6 +219,43 @@ def check_deterministic(subject: Subject, device: str) -> None:
         )
 
 
+def check_pair_matches_score(subject: Subject, device: str) -> None:
+    """A scorer that splits (``project`` returns features) gives ``pair(q'_i, k'_j) ==
+    score(q, k)[i, j]`` for every pair: the banded plan scores windows with the split."""
+    from keras import ops
+
+    scorer = _scorer(subject)
+    scores, (host, params, query, key) = _scores(scorer, 4, 5)
+    features = scorer.project(params, ops.convert_to_tensor(query), ops.convert_to_tensor(key))
+    if features is None:
+        raise SkipCheck(f"'{subject.label}' has no project()/pair() split")
+    q_feat, k_feat = features
+    shape = (BATCH, 4, 5, q_feat.shape[-1])
+    try:
+        paired = numpy(
+            scorer.pair(
+                params,
+                ops.broadcast_to(ops.expand_dims(q_feat, 2), shape),
+                ops.broadcast_to(ops.expand_dims(k_feat, 1), shape),
+            )
+        )
+    except Exception as error:
+        raise CheckFailure(
+            f"{subject.label}: pair() on aligned features of shape {shape} fails: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if paired.shape != scores.shape:
+        raise CheckFailure(
+            f"{subject.label}: pair() on aligned features of shape {shape} returned shape "
+            f"{paired.shape}, expected {scores.shape} (the features' leading axes)"
+        )
+    if not np.allclose(paired, scores, rtol=1e-5, atol=1e-5):
+        raise CheckFailure(
+            f"{subject.label}: pair(project(q, k)) differs from score(q, k) by up to "
+            f"{np.abs(paired - scores).max():.3g}"
+        )
+
+
 # -- masks ----------------------------------------------------------------------------------------
 def _mask(subject: Subject) -> Mask:
     if not isinstance(subject.component, Mask):

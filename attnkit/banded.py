@@ -1,0 +1,143 @@
+"""The banded plan: each query scores only the W = back + 1 + ahead keys its masks' reach
+allows, so time and memory are O(B T W) instead of O(B T^2).
+
+Two ways to score a window, chosen by the scorer, never by its name:
+
+- a scorer that splits into per-step features and a per-pair part (:meth:`Scorer.project` and
+  :meth:`Scorer.pair`) has every key projected once and is scored one window offset at a time,
+  ``s[b, i, o] = pair(q'[b, i], k'[b, i - back + o])``: W passes over (B, T, P) features, no
+  gathered copies. On TensorFlow the pass runs as one XLA computation (:mod:`attnkit.fusion`),
+  so the offsets' elementwise work fuses; that was 3-4x faster than op by op for
+  ``additive+local15`` at T=1024, forward and training (benchmarks/README.md);
+- any other scorer sees each query as its own batch row, (B*T, 1, Dq) against its gathered
+  window (B*T, W, Dk), which the conformance suite's batch-independence check guarantees is
+  the same formula.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+from attnkit.fusion import fused
+from attnkit.ops import masked_softmax
+from attnkit.scoring import checked_pairs, checked_scores, combined_reach
+
+__all__ = ["FUSE_ABOVE", "banded"]
+
+#: Pair features per sample (T x W x P) from which the offset pass is compiled as one fused
+#: computation. Below it, or with a length unknown when the graph is built, the pass runs op
+#: by op: compiling takes about a second, per length, and small windows do not repay it.
+FUSE_ABOVE = 2**16
+
+
+def banded(scorer, params, prepared, value, masks, key_valid, activation, dropout):
+    """Context (B, Tq, Dv) scoring each query against its window only."""
+    features = scorer.project(params, prepared.query, prepared.key)
+    if features is None:
+        return _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout)
+    back, ahead = combined_reach(masks)
+    names = tuple(sorted(params))
+    extras = [t for t in (key_valid, prepared.valid) if t is not None]
+    flags = (key_valid is not None, prepared.valid is not None)
+    shape = (scorer, tuple(masks), activation, names, back, ahead, flags)
+    steps, width = prepared.query.shape[1], back + ahead + 1
+    if (
+        dropout is None
+        and steps is not None
+        and steps * width * (features[1].shape[-1] or 1) >= FUSE_ABOVE
+    ):
+        compute = fused(_offset_function, *shape)
+    else:
+        compute = _offset_function(*shape, dropout=dropout)
+    return compute(*features, value, *extras, *(params[name] for name in names))
+
+
+def _offset_function(scorer, masks, activation, names, back, ahead, flags, dropout=None):
+    """``f(q', k', v, *valid, *params)``: the context of every query from the projected
+    features, one window offset at a time. Everything it differentiates is an argument, so
+    one compiled function serves every layer with this scorer, these masks and these names."""
+    width = back + ahead + 1
+    has_key_valid, has_query_valid = flags
+
+    def attend(q_feat, k_feat, value, *rest):
+        n_valid = has_key_valid + has_query_valid
+        valid, weights_in = rest[:n_valid], rest[n_valid:]
+        params = dict(zip(names, weights_in, strict=True))
+        key_valid = valid[0] if has_key_valid else None
+        query_valid = valid[-1] if has_query_valid else None
+        steps = ops.shape(q_feat)[1]
+        allowed = _allowed(masks, steps, ops.shape(k_feat)[1], back, ahead, key_valid, query_valid)
+        k_feat = _pad_steps(k_feat, back, ahead)
+        window_scores = ops.stack(
+            [
+                checked_pairs(scorer, params, q_feat, k_feat[:, o : o + steps], "banded")
+                for o in range(width)
+            ],
+            axis=-1,
+        )  # (B, T, W)
+        if activation is not None:
+            window_scores = activation(window_scores)
+        # Full-shape, not broadcast: XLA's CPU gradient of a broadcast where after a softmax
+        # measured 3x slower (190 vs 65 ms per step for additive+local15 at T=1024).
+        allowed = ops.broadcast_to(allowed, ops.shape(window_scores))
+        weights = masked_softmax(window_scores, allowed)
+        if dropout is not None:
+            weights = dropout(weights)
+        value = _pad_steps(value, back, ahead)
+        context = weights[:, :, 0:1] * value[:, 0:steps]
+        for o in range(1, width):
+            context = context + weights[:, :, o : o + 1] * value[:, o : o + steps]
+        return context
+
+    return attend
+
+
+def _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout):
+    back, ahead = combined_reach(masks)
+    width = back + ahead + 1
+    query, key = prepared.query, prepared.key
+    batch, steps_q = ops.shape(query)[0], ops.shape(query)[1]
+    keys = _gather_windows(key, back, ahead, steps_q)  # (B, Tq, W, Dk)
+    values = _gather_windows(value, back, ahead, steps_q)  # (B, Tq, W, Dv)
+    allowed = _allowed(masks, steps_q, ops.shape(key)[1], back, ahead, key_valid, prepared.valid)
+    # Each query is its own batch row: (B*Tq, 1, Dq) against (B*Tq, W, Dk).
+    flat_q = ops.reshape(query, (-1, 1, ops.shape(query)[-1]))
+    flat_k = ops.reshape(keys, (-1, width, ops.shape(key)[-1]))
+    window_scores = ops.reshape(
+        checked_scores(scorer, params, flat_q, flat_k, activation, "banded"),
+        (batch, steps_q, width),
+    )
+    weights = masked_softmax(window_scores, allowed)
+    if dropout is not None:
+        weights = dropout(weights)
+    return ops.einsum("btw,btwd->btd", weights, values)
+
+
+def _allowed(masks, steps_q, steps_k, back: int, ahead: int, key_valid, query_valid):
+    """(B or 1, Tq, W): whether query i may see key i - back + o, that key existing."""
+    width = back + ahead + 1
+    q_idx = ops.reshape(ops.arange(steps_q, dtype="int32"), (1, -1, 1))
+    offsets = ops.reshape(ops.arange(width, dtype="int32"), (1, 1, -1))
+    k_idx = q_idx - back + offsets
+    allowed = ops.logical_and(ops.greater_equal(k_idx, 0), ops.less(k_idx, steps_k))
+    for mask in masks:
+        allowed = ops.logical_and(allowed, mask.allowed(q_idx, k_idx))
+    if key_valid is not None:
+        valid = _gather_windows(
+            ops.expand_dims(ops.cast(key_valid, "int8"), -1), back, ahead, steps_q
+        )
+        allowed = ops.logical_and(allowed, ops.greater(valid[..., 0], 0))
+    if query_valid is not None:
+        allowed = ops.logical_and(allowed, ops.expand_dims(query_valid, -1))
+    return allowed
+
+
+def _pad_steps(tensor, back: int, ahead: int):
+    return ops.pad(tensor, [[0, 0], [back, ahead], [0, 0]])
+
+
+def _gather_windows(tensor, back: int, ahead: int, steps_q):
+    """(B, Tk, D) -> (B, Tq, W, D): for query i the rows i-back .. i+ahead (zeros outside)."""
+    padded = _pad_steps(tensor, back, ahead)
+    width = back + ahead + 1
+    return ops.stack([padded[:, o : o + steps_q, :] for o in range(width)], axis=2)
