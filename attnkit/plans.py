@@ -125,7 +125,7 @@ def _block_size(steps_k: int, pair_width: int, reach: int | None = None) -> int:
         block *= 2
 
 
-def _block_function(scorer, masks, activation, names, n_extra, dropout=None):
+def _block_function(scorer, masks, activation, names, n_extra, hide, dropout=None):
     """The context of one query block: ``f(q, k, v, first, *valid, *params)``.
 
     Everything the block differentiates is an argument: rematerialisation (TensorFlow's
@@ -143,7 +143,7 @@ def _block_function(scorer, masks, activation, names, n_extra, dropout=None):
             allowed = visible if allowed is None else ops.logical_and(allowed, visible)
         for extra in valid:
             allowed = extra if allowed is None else ops.logical_and(allowed, extra)
-        if allowed is not None:
+        if hide and allowed is not None:
             k, v = hide_unseen(allowed, k, v)
         scores = checked_scores(scorer, block_params, q, k, activation, "chunked")
         weights = masked_softmax(scores, allowed)
@@ -176,16 +176,22 @@ def chunked(
         block *= 2
     names = tuple(sorted(params))
     n_extra = (key_valid is not None) + (prepared.valid is not None)
+    # A block's keys are those its masks can allow. Masks that are exactly full or causal
+    # (kernel_form) let the block's last query see every one of them, so no key needs hiding
+    # (padded keys are zeroed by the layer); a padded query may leave keys unseen. Skipping
+    # the two wheres saved 8% of dot+causal's time at T=4096.
+    hide = prepared.valid is not None or any(mask.kernel_form() is None for mask in masks)
+    shape = (scorer, tuple(masks), activation, names, n_extra, hide)
     if dropout is not None:
-        compute = _block_function(scorer, tuple(masks), activation, names, n_extra, dropout)
+        compute = _block_function(*shape, dropout)
     elif training:
-        compute = keras.remat(_block_function(scorer, tuple(masks), activation, names, n_extra))
+        compute = keras.remat(_block_function(*shape))
     elif pair_width > 1:
         # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain product's
         # time is its matmuls, which the backend's own kernels do best.
-        compute = fused(_block_function, scorer, tuple(masks), activation, names, n_extra)
+        compute = fused(_block_function, *shape)
     else:
-        compute = _block_function(scorer, tuple(masks), activation, names, n_extra)
+        compute = _block_function(*shape)
     outputs = []
     for start in range(0, steps_q, block):
         stop = min(start + block, steps_q)
