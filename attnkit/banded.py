@@ -7,8 +7,8 @@ Two ways to score a window, chosen by the scorer, never by its name:
   :meth:`Scorer.pair`) has every key projected once and is scored one window offset at a time,
   ``s[b, i, o] = pair(q'[b, i], k'[b, i - back + o])``: W passes over (B, T, P) features, no
   gathered copies. On TensorFlow the pass runs as one XLA computation (:mod:`attnkit.fusion`),
-  so the offsets' elementwise work fuses; that was 3-4x faster than op by op for
-  ``additive+local15`` at T=1024, forward and training (benchmarks/README.md);
+  so the offsets' elementwise work fuses: 2.3x faster than gathered windows for
+  ``additive+local15`` at T=1024 (benchmarks/README.md). Inference only (see :func:`banded`);
 - any other scorer sees each query as its own batch row, (B*T, 1, Dq) against its gathered
   window (B*T, W, Dk), which the conformance suite's batch-independence check guarantees is
   the same formula.
@@ -30,9 +30,13 @@ __all__ = ["FUSE_ABOVE", "banded"]
 FUSE_ABOVE = 2**16
 
 
-def banded(scorer, params, prepared, value, masks, key_valid, activation, dropout):
-    """Context (B, Tq, Dv) scoring each query against its window only."""
-    features = scorer.project(params, prepared.query, prepared.key)
+def banded(scorer, params, prepared, value, masks, key_valid, activation, dropout, training=False):
+    """Context (B, Tq, Dv) scoring each query against its window only.
+
+    Training scores gathered windows whatever the scorer: the offset pass's gradient kept
+    2.5x the memory (11.9 vs 4.8 GiB for additive+local15 at T=16384, compiled) or took 1.4x
+    the time (op by op) of the gathered pass's."""
+    features = None if training else scorer.project(params, prepared.query, prepared.key)
     if features is None:
         return _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout)
     back, ahead = combined_reach(masks)
@@ -41,18 +45,14 @@ def banded(scorer, params, prepared, value, masks, key_valid, activation, dropou
     flags = (key_valid is not None, prepared.valid is not None)
     shape = (scorer, tuple(masks), activation, names, back, ahead, flags)
     steps, width = prepared.query.shape[1], back + ahead + 1
-    if (
-        dropout is None
-        and steps is not None
-        and steps * width * (features[1].shape[-1] or 1) >= FUSE_ABOVE
-    ):
+    if steps is not None and steps * width * (features[1].shape[-1] or 1) >= FUSE_ABOVE:
         compute = fused(_offset_function, *shape)
     else:
-        compute = _offset_function(*shape, dropout=dropout)
+        compute = _offset_function(*shape)
     return compute(*features, value, *extras, *(params[name] for name in names))
 
 
-def _offset_function(scorer, masks, activation, names, back, ahead, flags, dropout=None):
+def _offset_function(scorer, masks, activation, names, back, ahead, flags):
     """``f(q', k', v, *valid, *params)``: the context of every query from the projected
     features, one window offset at a time. Everything it differentiates is an argument, so
     one compiled function serves every layer with this scorer, these masks and these names."""
@@ -81,8 +81,6 @@ def _offset_function(scorer, masks, activation, names, back, ahead, flags, dropo
         # measured 3x slower (190 vs 65 ms per step for additive+local15 at T=1024).
         allowed = ops.broadcast_to(allowed, ops.shape(window_scores))
         weights = masked_softmax(window_scores, allowed)
-        if dropout is not None:
-            weights = dropout(weights)
         value = _pad_steps(value, back, ahead)
         context = weights[:, :, 0:1] * value[:, 0:steps]
         for o in range(1, width):
