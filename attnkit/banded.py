@@ -45,7 +45,8 @@ def banded(scorer, params, prepared, value, masks, key_valid, activation, dropou
     flags = (key_valid is not None, prepared.valid is not None)
     shape = (scorer, tuple(masks), activation, names, back, ahead, flags)
     steps, width = prepared.query.shape[1], back + ahead + 1
-    if steps is not None and steps * width * (features[1].shape[-1] or 1) >= FUSE_ABOVE:
+    # Only Python ints: None and JAX's symbolic dimensions (shape polymorphism) are unknown.
+    if isinstance(steps, int) and steps * width * (features[1].shape[-1] or 1) >= FUSE_ABOVE:
         compute = fused(_offset_function, *shape)
     else:
         compute = _offset_function(*shape)
