@@ -1,5 +1,6 @@
 """Where the banded forward pass of additive+local15 spends its time (batch 32, T=1024, 64
 features, units 32, window 15), one tf.function per line: ``python -m benchmarks.profile_banded``.
+The last line is the computation attnkit's banded plan now runs for inference (attnkit/banded.py).
 TensorFlow only; the figures are quoted in benchmarks/README.md."""
 
 import os
@@ -23,8 +24,8 @@ def gather(t):
     return tf.stack([p[:, o : o + T] for o in range(W)], 2)
 
 
-def timeit(name, f):
-    g = tf.function(f)
+def timeit(name, f, jit_compile=False):
+    g = tf.function(f, jit_compile=jit_compile)
     g()
     ts = []
     for _ in range(7):
@@ -67,3 +68,4 @@ def full2():
 
 
 timeit("per-offset loop, no gather", full2)
+timeit("per-offset loop, compiled with XLA", full2, jit_compile=True)
