@@ -4,15 +4,10 @@ direction is covered: this process saves, a fresh process per other backend load
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
+from crossload import load_elsewhere, require_backend
 
 import attnkit
 
@@ -25,19 +20,6 @@ SPECS = [
     "dense+gate",
 ]
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-
-LOADER = r"""
-import json, sys
-import numpy as np, keras
-import attnkit  # noqa: F401  (registers AttentionLayer for deserialisation)
-job = json.loads(sys.argv[1])
-data = np.load(job["inputs"])
-out = {}
-for name in job["models"]:
-    model = keras.models.load_model(job["folder"] + "/" + name + ".keras", safe_mode=True)
-    out[name] = keras.ops.convert_to_numpy(model(data["x"], training=False)).tolist()
-print(json.dumps({"backend": keras.backend.backend(), "outputs": out}))
-"""
 
 
 def _model(spec: str) -> keras.Model:
@@ -52,28 +34,15 @@ def _model(spec: str) -> keras.Model:
     "target", sorted(set(BACKENDS) - {keras.backend.backend()}), ids=lambda b: f"to-{b}"
 )
 def test_a_saved_model_loads_under_another_backend(target, tmp_path):
-    if importlib.util.find_spec(BACKENDS[target]) is None:
-        pytest.skip(f"backend {target} not installed (pip install -e '.[{target}]')")
+    require_backend(target)
     x = np.random.RandomState(0).uniform(-1, 1, (3, 9, 6)).astype("float32")
-    np.savez(tmp_path / "inputs.npz", x=x)
     expected = {}
     for i, spec in enumerate(SPECS):
         model = _model(spec)
         model.save(tmp_path / f"m{i}.keras")
         expected[f"m{i}"] = keras.ops.convert_to_numpy(model(x, training=False))
-    job = {"folder": str(tmp_path), "inputs": str(tmp_path / "inputs.npz"), "models": [*expected]}
-    env = dict(os.environ, KERAS_BACKEND=target, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run(  # noqa: S603 - our interpreter and loader
-        [sys.executable, "-c", LOADER, json.dumps(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == target
+    outputs = load_elsewhere(target, tmp_path, x, expected)
     for (name, want), spec in zip(expected.items(), SPECS, strict=True):
-        got = np.asarray(result["outputs"][name], dtype="float32")
+        got = outputs[name]
         assert got.shape == want.shape, spec
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=spec)

@@ -26,6 +26,7 @@ import attrs
 import keras
 import numpy as np
 import pytest
+from crossload import load_elsewhere, require_backend
 from fakedists import FakeDists, clean_plugin_env, only_attnkit_and
 from keras import ops
 
@@ -688,19 +689,6 @@ def test_s4_reloading_the_builtin_modules_is_idempotent(tmp_path):
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
-CROSS_LOADER = r"""
-import json, sys
-import numpy as np, keras
-import attnkit  # noqa: F401
-job = json.loads(sys.argv[1])
-x = np.load(job["x"])
-out = {}
-for name in job["models"]:
-    model = keras.saving.load_model(job["folder"] + "/" + name + ".keras", safe_mode=True)
-    out[name] = keras.ops.convert_to_numpy(model(x)).tolist()
-print(json.dumps({"backend": keras.backend.backend(), "outputs": out}))
-"""
-
 
 def _s5_models(tmp_path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     """Models saved before any eager call (built symbolically) and after one; their outputs."""
@@ -732,15 +720,9 @@ def test_s5_saved_before_and_after_the_first_call_loads_in_this_backend(tmp_path
     "target", sorted(set(BACKENDS) - {keras.backend.backend()}), ids=lambda b: f"to-{b}"
 )
 def test_s5_saved_before_and_after_the_first_call_loads_under_another_backend(target, tmp_path):
-    if importlib.util.find_spec(target) is None:
-        pytest.skip(f"backend {target} not installed (pip install -e '.[{target}]')")
+    require_backend(target)
     x = np.random.RandomState(0).randn(2, 7, 5).astype("float32")
-    np.save(tmp_path / "x.npy", x)
     expected = _s5_models(tmp_path, x)
-    job = {"folder": str(tmp_path), "x": str(tmp_path / "x.npy"), "models": list(expected)}
-    env = dict(os.environ, KERAS_BACKEND=target, TF_CPP_MIN_LOG_LEVEL="3")
-    result = _run_script(CROSS_LOADER, job, env)
-    assert result["backend"] == target
+    outputs = load_elsewhere(target, tmp_path, x, expected)
     for name, want in expected.items():
-        got = np.asarray(result["outputs"][name], dtype="float32")
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(outputs[name], want, rtol=1e-5, atol=1e-5, err_msg=name)
