@@ -175,8 +175,8 @@ class Scorer(Component):
         ``score(params, q, k)[b, i, j] == pair(params, q'[b, i], k'[b, j])``, or None (the
         default: no split). With a split the banded plan projects every key once and scores
         a window one offset at a time, ``s_i,i+o = pair(q'_i, k'_i+o)``, instead of scoring
-        gathered (B, T, W, D) windows: for ``additive+local15`` at T=1024 that is 3-4x
-        faster (benchmarks/README.md). A scorer that returns a split must implement
+        gathered (B, T, W, D) windows: for ``additive+local15`` at T=1024 inference that
+        is 2-3x faster (benchmarks/README.md). A scorer that returns a split must implement
         :meth:`pair`; the conformance suite holds the two to :meth:`score`.
         """
         return None
