@@ -39,8 +39,16 @@ def load_elsewhere(target: str, folder: Path, x: np.ndarray, models) -> dict[str
     np.save(folder / "x.npy", x)
     job = {"folder": str(folder), "x": str(folder / "x.npy"), "models": list(models)}
     env = dict(os.environ, KERAS_BACKEND=target, TF_CPP_MIN_LOG_LEVEL="3")
+    result = run_script(LOADER, job, env)
+    assert result["backend"] == target
+    return {name: np.asarray(out, dtype="float32") for name, out in result["outputs"].items()}
+
+
+def run_script(script: str, job: dict, env: dict) -> dict:
+    """Run a loader script in a fresh interpreter with ``job`` as its JSON argument; its last
+    stdout line is the JSON result."""
     done = subprocess.run(  # noqa: S603 - our interpreter and loader
-        [sys.executable, "-c", LOADER, json.dumps(job)],
+        [sys.executable, "-c", script, json.dumps(job)],
         capture_output=True,
         text=True,
         env=env,
@@ -48,6 +56,4 @@ def load_elsewhere(target: str, folder: Path, x: np.ndarray, models) -> dict[str
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == target
-    return {name: np.asarray(out, dtype="float32") for name, out in result["outputs"].items()}
+    return json.loads(done.stdout.strip().splitlines()[-1])

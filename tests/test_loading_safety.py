@@ -16,7 +16,6 @@ import importlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import uuid
 import zipfile
@@ -26,7 +25,7 @@ import attrs
 import keras
 import numpy as np
 import pytest
-from crossload import load_elsewhere, require_backend
+from crossload import load_elsewhere, require_backend, run_script
 from fakedists import FakeDists, clean_plugin_env, only_attnkit_and
 from keras import ops
 
@@ -527,21 +526,7 @@ def _run_loader(job: dict, pythonpath: str | None) -> dict:
     paths = [pythonpath, os.environ.get("PYTHONPATH")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    return _run_script(LOADER, job, env)
-
-
-def _run_script(script: str, job: dict, env: dict) -> dict:
-    """Run a loader script in a fresh interpreter; its last stdout line is the JSON result."""
-    done = subprocess.run(  # noqa: S603 - our interpreter and loader
-        [sys.executable, "-c", script, json.dumps(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script(LOADER, job, env)
 
 
 @pytest.mark.slow
