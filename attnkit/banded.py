@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from keras import ops
 
+from attnkit.components import Scorer
 from attnkit.fusion import fused
 from attnkit.ops import masked_softmax
 from attnkit.scoring import checked_pairs, checked_scores, combined_reach
@@ -36,8 +37,7 @@ def banded(scorer, params, prepared, value, masks, key_valid, activation, dropou
     Training scores gathered windows whatever the scorer: the offset pass's gradient kept
     2.5x the memory (11.9 vs 4.8 GiB for additive+local15 at T=16384, compiled) or took 1.4x
     the time (op by op) of the gathered pass's."""
-    features = None if training else scorer.project(params, prepared.query, prepared.key)
-    if features is None:
+    if training or type(scorer).project is Scorer.project:
         return _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout)
     back, ahead = combined_reach(masks)
     names = tuple(sorted(params))
@@ -45,39 +45,47 @@ def banded(scorer, params, prepared, value, masks, key_valid, activation, dropou
     flags = (key_valid is not None, prepared.valid is not None)
     shape = (scorer, tuple(masks), activation, names, back, ahead, flags)
     steps, width = prepared.query.shape[1], back + ahead + 1
+    features = max(prepared.key.shape[-1] or 1, scorer.pair_width(1, 1))
     # Only Python ints: None and JAX's symbolic dimensions (shape polymorphism) are unknown.
-    if isinstance(steps, int) and steps * width * (features[1].shape[-1] or 1) >= FUSE_ABOVE:
+    if isinstance(steps, int) and steps * width * features >= FUSE_ABOVE:
         compute = fused(_offset_function, *shape)
     else:
         compute = _offset_function(*shape)
-    return compute(*features, value, *extras, *(params[name] for name in names))
+    return compute(prepared.query, prepared.key, value, *extras, *(params[n] for n in names))
 
 
 def _offset_function(scorer, masks, activation, names, back, ahead, flags):
-    """``f(q', k', v, *valid, *params)``: the context of every query from the projected
-    features, one window offset at a time. Everything it differentiates is an argument, so
-    one compiled function serves every layer with this scorer, these masks and these names."""
+    """``f(q, k, v, *valid, *params)``: the context of every query, its keys projected once
+    (:meth:`Scorer.project`) and scored one window offset at a time. The projections run
+    inside, so that compiled the whole pass is one XLA computation. Everything it
+    differentiates is an argument, so one compiled function serves every layer with this
+    scorer, these masks and these names."""
     width = back + ahead + 1
     has_key_valid, has_query_valid = flags
 
-    def attend(q_feat, k_feat, value, *rest):
+    def attend(query, key, value, *rest):
         n_valid = has_key_valid + has_query_valid
         valid, weights_in = rest[:n_valid], rest[n_valid:]
         params = dict(zip(names, weights_in, strict=True))
         key_valid = valid[0] if has_key_valid else None
         query_valid = valid[-1] if has_query_valid else None
-        steps = ops.shape(q_feat)[1]
-        allowed = _allowed(masks, steps, ops.shape(k_feat)[1], back, ahead, key_valid, query_valid)
-        k_feat = _pad_steps(k_feat, back, ahead)
-        window_scores = ops.stack(
-            [
-                checked_pairs(scorer, params, q_feat, k_feat[:, o : o + steps], "banded")
-                for o in range(width)
-            ],
-            axis=-1,
-        )  # (B, T, W)
-        if activation is not None:
-            window_scores = activation(window_scores)
+        steps = ops.shape(query)[1]
+        allowed = _allowed(masks, steps, ops.shape(key)[1], back, ahead, key_valid, query_valid)
+        features = scorer.project(params, query, key)
+        if features is None:  # a scorer may decline the split, e.g. for some parameters
+            window_scores = _gathered_scores(scorer, params, query, key, back, ahead, activation)
+        else:
+            q_feat, k_feat = features
+            k_feat = _pad_steps(k_feat, back, ahead)
+            window_scores = ops.stack(
+                [
+                    checked_pairs(scorer, params, q_feat, k_feat[:, o : o + steps], "banded")
+                    for o in range(width)
+                ],
+                axis=-1,
+            )  # (B, T, W)
+            if activation is not None:
+                window_scores = activation(window_scores)
         # Full-shape, not broadcast: XLA's CPU gradient of a broadcast where after a softmax
         # measured 3x slower (190 vs 65 ms per step for additive+local15 at T=1024).
         allowed = ops.broadcast_to(allowed, ops.shape(window_scores))
@@ -93,23 +101,29 @@ def _offset_function(scorer, masks, activation, names, back, ahead, flags):
 
 def _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout):
     back, ahead = combined_reach(masks)
-    width = back + ahead + 1
     query, key = prepared.query, prepared.key
-    batch, steps_q = ops.shape(query)[0], ops.shape(query)[1]
-    keys = _gather_windows(key, back, ahead, steps_q)  # (B, Tq, W, Dk)
-    values = _gather_windows(value, back, ahead, steps_q)  # (B, Tq, W, Dv)
+    steps_q = ops.shape(query)[1]
+    window_scores = _gathered_scores(scorer, params, query, key, back, ahead, activation)
     allowed = _allowed(masks, steps_q, ops.shape(key)[1], back, ahead, key_valid, prepared.valid)
-    # Each query is its own batch row: (B*Tq, 1, Dq) against (B*Tq, W, Dk).
-    flat_q = ops.reshape(query, (-1, 1, ops.shape(query)[-1]))
-    flat_k = ops.reshape(keys, (-1, width, ops.shape(key)[-1]))
-    window_scores = ops.reshape(
-        checked_scores(scorer, params, flat_q, flat_k, activation, "banded"),
-        (batch, steps_q, width),
-    )
     weights = masked_softmax(window_scores, allowed)
     if dropout is not None:
         weights = dropout(weights)
+    values = _gather_windows(value, back, ahead, steps_q)  # (B, Tq, W, Dv)
     return ops.einsum("btw,btwd->btd", weights, values)
+
+
+def _gathered_scores(scorer, params, query, key, back: int, ahead: int, activation):
+    """(B, Tq, W) scores of each query against its gathered window of keys, each query its
+    own batch row: (B*Tq, 1, Dq) against (B*Tq, W, Dk)."""
+    width = back + ahead + 1
+    batch, steps_q = ops.shape(query)[0], ops.shape(query)[1]
+    keys = _gather_windows(key, back, ahead, steps_q)  # (B, Tq, W, Dk)
+    flat_q = ops.reshape(query, (-1, 1, ops.shape(query)[-1]))
+    flat_k = ops.reshape(keys, (-1, width, ops.shape(key)[-1]))
+    return ops.reshape(
+        checked_scores(scorer, params, flat_q, flat_k, activation, "banded"),
+        (batch, steps_q, width),
+    )
 
 
 def _allowed(masks, steps_q, steps_k, back: int, ahead: int, key_valid, query_valid):

@@ -68,8 +68,11 @@ def build(name: str):
         from keras_self_attention import SeqSelfAttention
 
         if arg.startswith("additive"):
-            width = int(arg[len("additive") :] or 0) or None
-            return SeqSelfAttention(units=32, attention_width=width)
+            # additive, additive15 (attention_width=15), additive15-causal (history_only too)
+            width, _, causal = arg[len("additive") :].partition("-")
+            return SeqSelfAttention(
+                units=32, attention_width=int(width or 0) or None, history_only=bool(causal)
+            )
         if arg == "multiplicative":
             return SeqSelfAttention(attention_type="multiplicative")
     if kind == "attention":

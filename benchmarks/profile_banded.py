@@ -69,3 +69,18 @@ def full2():
 
 timeit("per-offset loop, no gather", full2)
 timeit("per-offset loop, compiled with XLA", full2, jit_compile=True)
+
+
+def full3():
+    """As attnkit runs it: the tanh energy as a sum over units, not a (U, 1) matmul."""
+    q = tf.matmul(x, wq)
+    kp = tf.pad(tf.matmul(x, wk), [[0, 0], [7, 7], [0, 0]])
+    vp = tf.pad(x, [[0, 0], [7, 7], [0, 0]])
+    s = tf.stack(
+        [tf.reduce_sum(tf.tanh(q + kp[:, o : o + T]) * wa[:, 0], -1) for o in range(W)], -1
+    )
+    w = tf.nn.softmax(s)
+    return tf.add_n([w[:, :, o : o + 1] * vp[:, o : o + T] for o in range(W)])
+
+
+timeit("per-offset loop, XLA, energy as a sum", full3, jit_compile=True)

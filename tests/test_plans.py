@@ -107,26 +107,34 @@ def test_banded_fused_equals_dense(spec, masks, monkeypatch):
 @pytest.mark.parametrize("spec", ["concat", "dot"])  # their score() does not call project()
 def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypatch):
     """Built-ins split into project() and pair() and are scored one offset at a time for
-    inference (training gathers windows: less memory for the gradient); a scorer without the
-    split is scored against gathered windows. All with the dense plan's numbers."""
+    inference (training gathers windows: less memory for the gradient); a scorer that declines
+    the split (project() returns None) or has none is scored against gathered windows. All
+    with the dense plan's numbers."""
     taken = []
-    for name in ("_offset_function", "_gathered"):
+    for name in ("_offset_function", "_gathered", "_gathered_scores"):
         original = getattr(banded, name)
         monkeypatch.setattr(
             banded, name, lambda *a, _f=original, _n=name, **k: taken.append(_n) or _f(*a, **k)
         )
     _, layer = _pair(f"{spec}+local4", "banded")
     x, mask = _data()
-    for training, path in ((False, "_offset_function"), (True, "_gathered")):
+    for training, path in (
+        (False, ["_offset_function"]),
+        (True, ["_gathered", "_gathered_scores"]),
+    ):
         taken.clear()
         layer(x, mask=mask, training=training)
-        assert taken == [path]
+        assert taken == path
     _check_equal(spec, "banded", "local4")
-    taken.clear()
     cls = type(attnkit.resolve(spec).scorer)
-    monkeypatch.setattr(cls, "project", lambda self, params, query, key: None)
-    _check_equal(spec, "banded", "local4")
-    assert set(taken) == {"_gathered"}
+    for project, path in (
+        (lambda self, params, query, key: None, "_offset_function"),
+        (attnkit.Scorer.project, "_gathered"),
+    ):
+        monkeypatch.setattr(cls, "project", project)
+        taken.clear()
+        _check_equal(spec, "banded", "local4")
+        assert path in taken and "_gathered_scores" in taken
 
 
 @pytest.mark.parametrize("masks", CHUNKED_MASKS)
