@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from keras import ops
 
-from attnkit.components import Scorer
 from attnkit.fusion import fused
 from attnkit.ops import masked_softmax
-from attnkit.scoring import checked_pairs, checked_scores, combined_reach
+from attnkit.scoring import checked_pairs, checked_scores, combined_reach, splits
 
 __all__ = ["FUSE_ABOVE", "banded"]
 
@@ -37,7 +36,7 @@ def banded(scorer, params, prepared, value, masks, key_valid, activation, dropou
     Training scores gathered windows whatever the scorer: the offset pass's gradient kept
     2.5x the memory (11.9 vs 4.8 GiB for additive+local15 at T=16384, compiled) or took 1.4x
     the time (op by op) of the gathered pass's."""
-    if training or type(scorer).project is Scorer.project:
+    if training or not splits(scorer):
         return _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout)
     back, ahead = combined_reach(masks)
     names = tuple(sorted(params))

@@ -179,7 +179,7 @@ def bench(
                 {
                     "length": length,
                     "mode": mode,
-                    "plan": plan_for(resolved, length, features)["plan"],
+                    "plan": plan_for(resolved, length, features, mode == "train")["plan"],
                     "attnkit": ours,
                     "keras": theirs,
                     "ratio": _ratio(ours, theirs),

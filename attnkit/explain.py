@@ -170,7 +170,9 @@ def mask_grid(resolved, length: int) -> dict[str, Any]:
     return result
 
 
-def _choose_arguments(resolved, length: int, features: int) -> dict[str, Any]:
+def _choose_arguments(
+    resolved, length: int, features: int, training: bool = False
+) -> dict[str, Any]:
     """What ``AttentionLayer._plan`` passes to :func:`plans.choose` for self-attention on
     (B, T, D) with the layer's default options (plan='auto', no returned weights, no attention
     activation, no dropout)."""
@@ -190,12 +192,14 @@ def _choose_arguments(resolved, length: int, features: int) -> dict[str, Any]:
         "needs_weights": False,
         "same_length": True,
         "kernel_ok": form is not None,
+        "training": training,
     }
 
 
-def plan_for(resolved, length: int, features: int) -> dict[str, Any]:
-    """The plan the layer runs at ``length`` steps and why: {length, plan, reason}."""
-    args = _choose_arguments(resolved, length, features)
+def plan_for(resolved, length: int, features: int, training: bool = False) -> dict[str, Any]:
+    """The plan the layer runs at ``length`` steps (for inference, or a training step) and
+    why: {length, plan, reason}."""
+    args = _choose_arguments(resolved, length, features, training)
     plan = plans.choose(**args)
     return {"length": length, "plan": plan, "reason": _why(plan, resolved, args)}
 

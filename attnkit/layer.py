@@ -234,7 +234,7 @@ class AttentionLayer(keras.layers.Layer):
             prepared, query=ops.cast(prepared.query, work), key=ops.cast(prepared.key, work)
         )
         single = not isinstance(inputs, (list, tuple))
-        plan = self._plan(prepared, single, dropping=bool(training) and self.dropout > 0)
+        plan = self._plan(prepared, single, training=bool(training))
         if plan == "kernel":
             context = plans.kernel(
                 scorer.dot_scale(scorer_params, prepared.query.shape[-1]),
@@ -338,14 +338,14 @@ class AttentionLayer(keras.layers.Layer):
             same_length=single or (tq is not None and tq == tk),
         )
 
-    def _plan(self, prepared, single: bool, dropping: bool = False) -> str:
+    def _plan(self, prepared, single: bool, training: bool = False) -> str:
         """The execution plan for these shapes (see attnkit.plans)."""
         # A length is known only when it is a Python int: JAX traces symbolic shapes with
         # jax.export dimension expressions, which refuse inconclusive comparisons.
         tq, tk = (_static(prepared.query.shape[1]), _static(prepared.key.shape[1]))
         pooling = self.resolved.pooling
         kernel_ok = (
-            not dropping
+            not (training and self.dropout > 0)
             and self.attention_activation is None
             and self._kernel_form(prepared, single) is not None
         )
@@ -363,6 +363,7 @@ class AttentionLayer(keras.layers.Layer):
             or self.name in (_CAPTURE.get() or ()),
             same_length=single or (tq is not None and tq == tk),
             kernel_ok=kernel_ok,
+            training=training,
         )
 
     def _unpack(self, inputs, mask):

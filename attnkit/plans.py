@@ -33,7 +33,7 @@ from attnkit.banded import banded
 from attnkit.components import Scorer
 from attnkit.fusion import fused
 from attnkit.ops import hide_unseen, masked_softmax
-from attnkit.scoring import check_scores, checked_scores, combined_reach
+from attnkit.scoring import check_scores, checked_scores, combined_reach, splits
 
 __all__ = [
     "PLANS",
@@ -71,13 +71,16 @@ def choose(
     needs_weights: bool,
     same_length: bool,
     kernel_ok: bool = False,
+    training: bool = False,
 ) -> str:
     """The plan to run. ``needs_weights`` (weights returned, the regulariser, a pooling that
     reads them) and many-to-one poolings keep the dense plan; so does an unknown length for
     ``chunked``, whose blocks are laid out when the graph is built, and queries and keys of
     different lengths for ``banded``. ``kernel_ok``: :func:`kernel_form` accepted the spec and
     the call (no activation, no dropout); then ``auto`` takes ``kernel`` on JAX and torch, and
-    ``kernel`` asked for where it cannot run falls back to what ``auto`` would pick."""
+    ``kernel`` asked for where it cannot run falls back to what ``auto`` would pick.
+    ``training``: the banded plan gathers windows for the gradient, which bounds its length;
+    for inference a scorer that :func:`splits` projects each key once, at any length."""
     if plan == "dense" or needs_weights or pooling.many_to_one or not pooling.uses_context:
         return "dense"
     if kernel_ok and (
@@ -98,7 +101,8 @@ def choose(
         gathered = (back + ahead + 1) * (
             query_dim + key_dim + scorer.pair_width(query_dim, key_dim)
         )
-        if tq is not None and tk is not None and tq * gathered > BANDED_MAX:
+        gathers = training or not splits(scorer)
+        if gathers and tq is not None and tk is not None and tq * gathered > BANDED_MAX:
             return "chunked"
         return "banded"
     if tq is not None and tk is not None:

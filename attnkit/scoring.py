@@ -5,10 +5,24 @@ from __future__ import annotations
 
 import keras
 
+from attnkit.components import Scorer
 from attnkit.errors import ComponentError
 from attnkit.saving import origin
 
-__all__ = ["check_pairs", "check_scores", "checked_pairs", "checked_scores", "combined_reach"]
+__all__ = [
+    "check_pairs",
+    "check_scores",
+    "checked_pairs",
+    "checked_scores",
+    "combined_reach",
+    "splits",
+]
+
+
+def splits(scorer) -> bool:
+    """Whether ``scorer`` offers the :meth:`Scorer.project` / :meth:`Scorer.pair` split (it
+    overrides ``project``; it may still decline at call time by returning None)."""
+    return type(scorer).project is not Scorer.project
 
 
 def combined_reach(masks) -> tuple[int | None, int | None]:

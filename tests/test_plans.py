@@ -10,7 +10,7 @@ from autodiff import value_and_grads
 from keras import ops
 
 import attnkit
-from attnkit import banded, plans
+from attnkit import Scorer, banded, plans
 from attnkit.fusion import fused
 
 SCORERS = [
@@ -161,7 +161,7 @@ class TestKernel:
         layer.build([i.shape for i in inputs] if isinstance(inputs, list) else x.shape)
         tensor = ops.convert_to_tensor
         prepared = attnkit.Prepared(tensor(query), tensor(key), None)
-        return layer._plan(prepared, not isinstance(inputs, list), dropping=training)
+        return layer._plan(prepared, not isinstance(inputs, list), training=training)
 
     def test_only_exact_specs_take_it(self):
         assert self.plan_of("dot+causal") == "kernel"
@@ -263,12 +263,24 @@ class TestChoice:
             tq if tk is None else tk,
             kw.get("needs_weights", False),
             kw.get("same_length", True),
+            training=kw.get("training", False),
         )
 
     def test_bounded_masks_go_banded(self):
         assert self.choose("additive+local15", 1024) == "banded"
         assert self.choose("dot+causal15", None) == "banded"
         assert self.choose("dot+local15+causal", 4096) == "banded"
+
+    def test_long_bounded_windows_train_in_blocks_but_infer_banded(self, monkeypatch):
+        """Training gathers windows (memory T x W x (Dq + Dk + units)), so past BANDED_MAX it
+        takes query blocks; inference projects each key once and stays banded at any length,
+        unless the scorer has no project()/pair() split and must gather."""
+        steps = plans.BANDED_MAX // (15 * (64 + 64 + 32)) + 1
+        assert self.choose("additive+local15", steps, training=True) == "chunked"
+        assert self.choose("additive+local15", steps) == "banded"
+        assert self.choose("additive+local15", steps - 1, training=True) == "banded"
+        monkeypatch.setattr(type(attnkit.resolve("additive").scorer), "project", Scorer.project)
+        assert self.choose("additive+local15", steps) == "chunked"
 
     def test_short_sequences_stay_dense(self):
         assert self.choose("additive+local15", 20) == "dense"
