@@ -240,10 +240,13 @@ def _why(plan: str, resolved, args: dict[str, Any]) -> str:
             f"softmax{skip}, memory O(block x T)"
         )
     if bounded:
-        return (
-            f"T={length} is at most twice the window ({back + 1 + ahead} keys): "
-            "scoring every pair costs about the same"
-        )
+        if length <= 2 * (back + 1 + ahead):
+            return (
+                f"T={length} is at most twice the window ({back + 1 + ahead} keys): "
+                "scoring every pair costs about the same"
+            )
+        floor = plans.BANDED_TRAIN_ABOVE if args["training"] else plans.BANDED_ABOVE
+        return f"{widths} < {_power(floor)}: every pair at once is faster than windows"
     return f"{widths} < {_power(plans.CHUNK_ABOVE)}: every pair fits at once"
 
 

@@ -57,6 +57,13 @@ CHUNK_ABOVE = 2**22
 CHUNK_TARGET = 2**21
 #: Floats per sample the banded plan may gather before bounded masks switch to chunks.
 BANDED_MAX = 2**26
+#: Pairs x pair width per sample from which a bounded mask runs banded rather than dense, for
+#: inference and for a training step. Below them scoring every pair at once is as fast or
+#: faster: dot+local15 (pair width 1) trains faster dense up to T=512 (21 vs 23 ms per step at
+#: 512, 3.2 vs 6.6 ms at 128) and infers faster dense up to T=128; additive+local15 (width 32)
+#: is faster banded from T=64 (benchmarks/README.md, "Fourth session").
+BANDED_ABOVE = 2**14
+BANDED_TRAIN_ABOVE = 2**17
 
 
 def choose(
@@ -95,7 +102,9 @@ def choose(
         return "banded" if bounded else "dense"
     if plan == "chunked":
         return "chunked" if tq is not None and tk is not None else "dense"
-    if bounded and (tk is None or tk > 2 * (back + ahead + 1)):
+    pairs = None if tq is None or tk is None else tq * tk * scorer.pair_width(query_dim, key_dim)
+    small = pairs is not None and pairs < (BANDED_TRAIN_ABOVE if training else BANDED_ABOVE)
+    if bounded and not small and (tk is None or tk > 2 * (back + ahead + 1)):
         # Gathered windows cost T x W x (Dq + Dk + pair width) floats per sample; past
         # BANDED_MAX that memory is better spent one rematerialised block at a time.
         gathered = (back + ahead + 1) * (
@@ -105,9 +114,8 @@ def choose(
         if gathers and tq is not None and tk is not None and tq * gathered > BANDED_MAX:
             return "chunked"
         return "banded"
-    if tq is not None and tk is not None:
-        if tq * tk * scorer.pair_width(query_dim, key_dim) >= CHUNK_ABOVE:
-            return "chunked"
+    if pairs is not None and pairs >= CHUNK_ABOVE:
+        return "chunked"
     return "dense"
 
 

@@ -152,9 +152,9 @@ def test_kernel_equals_dense(spec, masks):
 class TestKernel:
     """The fused ``dot_product_attention`` plan: taken only where it computes the spec exactly."""
 
-    def plan_of(self, spec, inputs=None, training=False, **options):
+    def plan_of(self, spec, inputs=None, training=False, steps=9, **options):
         layer = attnkit.AttentionLayer(spec, plan="kernel", **options)
-        x = np.zeros((2, 9, 4), "float32")
+        x = np.zeros((2, steps, 4), "float32")
         inputs = x if inputs is None else inputs
         query = inputs[0] if isinstance(inputs, list) else inputs
         key = inputs[-1] if isinstance(inputs, list) else inputs
@@ -167,7 +167,7 @@ class TestKernel:
         assert self.plan_of("dot+causal") == "kernel"
         assert self.plan_of("dot(scale=learned)") == "kernel"
         # Falls back to what auto picks when the kernel cannot express the spec.
-        assert self.plan_of("dot+causal3") == "banded"
+        assert self.plan_of("dot+causal3", steps=256) == "banded"
         assert self.plan_of("additive") == "dense"
         assert self.plan_of("general+causal") == "dense"
         assert self.plan_of("dot+last") == "dense"
@@ -285,6 +285,18 @@ class TestChoice:
     def test_short_sequences_stay_dense(self):
         assert self.choose("additive+local15", 20) == "dense"
         assert self.choose("dot+causal", 512) == "dense"
+
+    def test_windows_pay_off_sooner_for_wider_pairs_and_for_inference(self):
+        """Banded from T x T x pair width >= BANDED_ABOVE for inference and
+        BANDED_TRAIN_ABOVE for training: a dot product (width 1) stays dense longer than an
+        additive scorer (width 32), and longer for training."""
+        assert self.choose("dot+local15", 64) == "dense"
+        assert self.choose("dot+local15", 128) == "banded"
+        assert self.choose("dot+local15", 128, training=True) == "dense"
+        assert self.choose("dot+local15", 512, training=True) == "banded"
+        assert self.choose("additive+local15", 40) == "banded"
+        assert self.choose("additive+local15", 40, training=True) == "dense"
+        assert self.choose("additive+local15", 64, training=True) == "banded"
 
     def test_long_or_wide_go_chunked(self, monkeypatch):
         monkeypatch.setattr(plans, "CHUNK_ABOVE", 2**22)
