@@ -12,13 +12,9 @@ import keras
 from keras import ops
 
 from attnkit import debug, plans
-from attnkit.errors import (
-    ComponentError,
-    InputShapeError,
-    InputTypeError,
-    MaskShapeError,
-)
-from attnkit.ops import as_bool_mask, hide_unseen, is_ragged, masked_softmax, score_dtype
+from attnkit.errors import ComponentError, InputShapeError
+from attnkit.inputs import split_shapes, static, unpack, zero_padding
+from attnkit.ops import hide_unseen, masked_softmax, score_dtype
 from attnkit.resolution import Resolved
 from attnkit.saving import (
     activation_config,
@@ -175,7 +171,7 @@ class AttentionLayer(keras.layers.Layer):
 
     # -- build --------------------------------------------------------------------------------
     def build(self, input_shape):
-        query_shape, value_shape, key_shape = _split_shapes(input_shape)
+        query_shape, value_shape, key_shape = split_shapes(input_shape)
         pooling, scorer = self.resolved.pooling, self.resolved.scorer
         if len(query_shape) not in pooling.input_ranks:
             ranks = " or ".join(str(r) for r in pooling.input_ranks)
@@ -209,14 +205,14 @@ class AttentionLayer(keras.layers.Layer):
         whose ``weights`` are the raw (B, Tq', Tk) attention and ``allowed`` the boolean of
         keys each query could see (None when everything was visible).
         """
-        query, value, key, query_mask, key_valid = self._unpack(inputs, mask)
+        query, value, key, query_mask, key_valid = unpack(self.name, inputs, mask)
         work = score_dtype(self.compute_dtype)
         # Zero padded steps before any arithmetic ("double where"): whatever they hold (1e30,
         # inf, NaN) then reaches neither the output nor any gradient, even though in
         # self-attention the same tensor also feeds the queries.
-        query = _zero_padding(query, query_mask)
-        key = _zero_padding(key, key_valid)
-        value = _zero_padding(value, key_valid)
+        query = zero_padding(query, query_mask)
+        key = zero_padding(key, key_valid)
+        value = zero_padding(value, key_valid)
         pooling, scorer = self.resolved.pooling, self.resolved.scorer
         checking = debug.enabled()  # read at trace time, like every Python branch here
         if checking:
@@ -299,7 +295,7 @@ class AttentionLayer(keras.layers.Layer):
             # From here on "valid" means "sees at least one key": a many-to-one output whose
             # query saw nothing is zero, like a seq row with nothing visible.
             prepared = attrs.evolve(prepared, valid=ops.any(allowed, axis=-1))
-        elif pooling.many_to_one and not (_static(prepared.key.shape[1]) or 0) > 0:
+        elif pooling.many_to_one and not (static(prepared.key.shape[1]) or 0) > 0:
             # Unmasked, a query sees every key: none at all when there are no keys (Tk = 0),
             # and then last(units)'s tanh(W_c [0; h_t]) must be zeroed too.
             seen = ops.greater(ops.shape(prepared.key)[1], 0)
@@ -330,7 +326,7 @@ class AttentionLayer(keras.layers.Layer):
         return debug.check(value, what, valid)
 
     def _kernel_form(self, prepared, single: bool) -> str | None:
-        tq, tk = (_static(prepared.query.shape[1]), _static(prepared.key.shape[1]))
+        tq, tk = (static(prepared.query.shape[1]), static(prepared.key.shape[1]))
         return plans.kernel_form(
             self.resolved.scorer,
             self.resolved.masks,
@@ -342,7 +338,7 @@ class AttentionLayer(keras.layers.Layer):
         """The execution plan for these shapes (see attnkit.plans)."""
         # A length is known only when it is a Python int: JAX traces symbolic shapes with
         # jax.export dimension expressions, which refuse inconclusive comparisons.
-        tq, tk = (_static(prepared.query.shape[1]), _static(prepared.key.shape[1]))
+        tq, tk = (static(prepared.query.shape[1]), static(prepared.key.shape[1]))
         pooling = self.resolved.pooling
         kernel_ok = (
             not (training and self.dropout > 0)
@@ -365,59 +361,6 @@ class AttentionLayer(keras.layers.Layer):
             kernel_ok=kernel_ok,
             training=training,
         )
-
-    def _unpack(self, inputs, mask):
-        """(query, value, key, query_mask, key_valid) with masks as booleans (B, T)."""
-        listed = isinstance(inputs, (list, tuple))
-        roles = ("query", "value", "key") if listed else ("",)
-        for role, tensor in zip(roles, inputs if listed else [inputs], strict=False):
-            if is_ragged(tensor):
-                # The contract is dense + mask (one code path for every backend); a ragged
-                # tensor would otherwise fail deep inside with "Attempt to convert None".
-                what = f"the {role} input" if role else "the input"
-                raise InputTypeError(
-                    f"layer '{self.name}': {what} is a tf.RaggedTensor; attnkit takes dense "
-                    "tensors with a padding mask. Pass x.to_tensor() and "
-                    "mask=tf.sequence_mask(x.row_lengths()) instead"
-                )
-        if isinstance(inputs, (list, tuple)):
-            if len(inputs) not in (2, 3):
-                raise InputShapeError(
-                    f"layer '{self.name}' takes one tensor, [query, value] or [query, value, key]; "
-                    f"received a list of {len(inputs)}"
-                )
-            query, value = inputs[0], inputs[1]
-            key = inputs[2] if len(inputs) == 3 else value
-            masks = list(mask) if isinstance(mask, (list, tuple)) else [mask, None, None]
-            masks += [None] * (3 - len(masks))
-            query_mask, value_mask, key_mask = masks[:3]
-        else:
-            query = value = key = inputs
-            query_mask = value_mask = mask
-            key_mask = None
-        query_mask = self._check_mask(query_mask, query, "query")
-        value_mask = self._check_mask(value_mask, value, "value")
-        key_mask = self._check_mask(key_mask, key, "key")
-        if value_mask is not None and key_mask is not None:
-            key_valid = ops.logical_and(value_mask, key_mask)
-        else:
-            key_valid = value_mask if value_mask is not None else key_mask
-        return query, value, key, query_mask, key_valid
-
-    def _check_mask(self, mask, tensor, role: str):
-        if mask is None:
-            return None
-        expected = tuple(tensor.shape[:2])
-        received = tuple(mask.shape)
-        compatible = len(received) == 2 and all(
-            a is None or b is None or a == b for a, b in zip(received, expected, strict=False)
-        )
-        if len(tensor.shape) < 3 or not compatible:
-            raise MaskShapeError(
-                f"layer '{self.name}': the {role} mask must have shape (batch, steps) = "
-                f"{expected}; received shape {received}"
-            )
-        return as_bool_mask(mask)
 
     def _allowed(self, prepared, key_valid):
         """The boolean (B or 1, Tq, Tk) of keys each query may see, or None for all."""
@@ -489,33 +432,3 @@ class AttentionLayer(keras.layers.Layer):
         resolve_spec(config.get("spec"), config.get("plugins") or {})
         check_saved_activation(config.get("name"), config.get("attention_activation"))
         return super().from_config(config)
-
-
-def _static(dim):
-    """``dim`` as an int, or None when it is unknown or symbolic."""
-    return dim if isinstance(dim, int) else None
-
-
-def _zero_padding(tensor, valid):
-    if valid is None:
-        return tensor
-    return ops.where(ops.expand_dims(valid, -1), tensor, ops.zeros_like(tensor))
-
-
-def _split_shapes(input_shape):
-    """(query_shape, value_shape, key_shape) from what Keras passes to build()."""
-    if (
-        isinstance(input_shape, (list, tuple))
-        and input_shape
-        and isinstance(input_shape[0], (list, tuple))
-    ):
-        shapes = [tuple(s) for s in input_shape]
-        if len(shapes) not in (2, 3):
-            raise InputShapeError(
-                "AttentionLayer takes one tensor, [query, value] or [query, value, key]; "
-                f"received a list of {len(shapes)}"
-            )
-        query, value = shapes[0], shapes[1]
-        return query, value, shapes[2] if len(shapes) == 3 else value
-    shape = tuple(input_shape)
-    return shape, shape, shape
