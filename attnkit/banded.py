@@ -7,8 +7,9 @@ Two ways to score a window, chosen by the scorer, never by its name:
   :meth:`Scorer.pair`) has every key projected once and is scored one window offset at a time,
   ``s[b, i, o] = pair(q'[b, i], k'[b, i - back + o])``: W passes over (B, T, P) features, no
   gathered copies. On TensorFlow the pass runs as one XLA computation (:mod:`attnkit.fusion`),
-  so the offsets' elementwise work fuses: 2.3x faster than gathered windows for
-  ``additive+local15`` at T=1024 (benchmarks/README.md). Inference only (see :func:`banded`);
+  so the projections and the offsets' elementwise work fuse: about 4x faster than gathered
+  windows for ``additive+local15`` at T=1024 (10.2 vs 47.2 ms, benchmarks/profile_banded.py),
+  and memory O(B T (W + P)) at any length. Inference only (see :func:`banded`);
 - any other scorer sees each query as its own batch row, (B*T, 1, Dq) against its gathered
   window (B*T, W, Dk), which the conformance suite's batch-independence check guarantees is
   the same formula.
@@ -24,9 +25,10 @@ from attnkit.scoring import checked_pairs, checked_scores, combined_reach, split
 
 __all__ = ["FUSE_ABOVE", "banded"]
 
-#: Pair features per sample (T x W x P) from which the offset pass is compiled as one fused
-#: computation. Below it, or with a length unknown when the graph is built, the pass runs op
-#: by op: compiling takes about a second, per length, and small windows do not repay it.
+#: Window features per sample, T x W x max(Dk, pair width), from which the offset pass is
+#: compiled as one fused computation (the projected width is known only once projected).
+#: Below it, or with a length unknown when the graph is built, the pass runs op by op:
+#: compiling takes about a second, per length, and small windows do not repay it.
 FUSE_ABOVE = 2**16
 
 

@@ -59,9 +59,10 @@ CHUNK_TARGET = 2**21
 BANDED_MAX = 2**26
 #: Pairs x pair width per sample from which a bounded mask runs banded rather than dense, for
 #: inference and for a training step. Below them scoring every pair at once is as fast or
-#: faster: dot+local15 (pair width 1) trains faster dense up to T=512 (21 vs 23 ms per step at
-#: 512, 3.2 vs 6.6 ms at 128) and infers faster dense up to T=128; additive+local15 (width 32)
-#: is faster banded from T=64 (benchmarks/README.md, "Fourth session").
+#: faster: dot+local15 (pair width 1) trains faster dense up to T=256 (7.6 vs 12.7 ms per step;
+#: 23.1 vs 21.4 ms at 512) and infers faster dense up to T=128 (1.6 vs 7.0 ms at 64);
+#: additive+local15 (width 32) is faster banded from T=64 (benchmarks/README.md, "Fourth
+#: session").
 BANDED_ABOVE = 2**14
 BANDED_TRAIN_ABOVE = 2**17
 
