@@ -32,7 +32,18 @@ __all__ = ["FUSE_ABOVE", "banded"]
 FUSE_ABOVE = 2**16
 
 
-def banded(scorer, params, prepared, value, masks, key_valid, activation, dropout, training=False):
+def banded(
+    scorer,
+    params,
+    prepared,
+    value,
+    masks,
+    key_valid,
+    activation,
+    dropout,
+    pair_width: int = 1,
+    training: bool = False,
+):
     """Context (B, Tq, Dv) scoring each query against its window only.
 
     Training scores gathered windows whatever the scorer: the offset pass's gradient kept
@@ -46,7 +57,7 @@ def banded(scorer, params, prepared, value, masks, key_valid, activation, dropou
     flags = (key_valid is not None, prepared.valid is not None)
     shape = (scorer, tuple(masks), activation, names, back, ahead, flags)
     steps, width = prepared.query.shape[1], back + ahead + 1
-    features = max(prepared.key.shape[-1] or 1, scorer.pair_width(1, 1))
+    features = max(prepared.key.shape[-1] or 1, pair_width)
     # Only Python ints: None and JAX's symbolic dimensions (shape polymorphism) are unknown.
     if isinstance(steps, int) and steps * width * features >= FUSE_ABOVE:
         compute = fused(_offset_function, *shape)

@@ -31,11 +31,7 @@ def unpack(layer: str, inputs, mask):
                 "mask=tf.sequence_mask(x.row_lengths()) instead"
             )
     if isinstance(inputs, (list, tuple)):
-        if len(inputs) not in (2, 3):
-            raise InputShapeError(
-                f"layer '{layer}' takes one tensor, [query, value] or [query, value, key]; "
-                f"received a list of {len(inputs)}"
-            )
+        _check_list_length(len(inputs), f"layer '{layer}'")
         query, value = inputs[0], inputs[1]
         key = inputs[2] if len(inputs) == 3 else value
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask, None, None]
@@ -92,12 +88,16 @@ def split_shapes(input_shape):
         and isinstance(input_shape[0], (list, tuple))
     ):
         shapes = [tuple(s) for s in input_shape]
-        if len(shapes) not in (2, 3):
-            raise InputShapeError(
-                "AttentionLayer takes one tensor, [query, value] or [query, value, key]; "
-                f"received a list of {len(shapes)}"
-            )
+        _check_list_length(len(shapes), "AttentionLayer")
         query, value = shapes[0], shapes[1]
         return query, value, shapes[2] if len(shapes) == 3 else value
     shape = tuple(input_shape)
     return shape, shape, shape
+
+
+def _check_list_length(count: int, owner: str) -> None:
+    if count not in (2, 3):
+        raise InputShapeError(
+            f"{owner} takes one tensor, [query, value] or [query, value, key]; "
+            f"received a list of {count}"
+        )

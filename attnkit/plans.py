@@ -103,14 +103,13 @@ def choose(
         return "banded" if bounded else "dense"
     if plan == "chunked":
         return "chunked" if tq is not None and tk is not None else "dense"
-    pairs = None if tq is None or tk is None else tq * tk * scorer.pair_width(query_dim, key_dim)
+    pair_width = scorer.pair_width(query_dim, key_dim)
+    pairs = None if tq is None or tk is None else tq * tk * pair_width
     small = pairs is not None and pairs < (BANDED_TRAIN_ABOVE if training else BANDED_ABOVE)
     if bounded and not small and (tk is None or tk > 2 * (back + ahead + 1)):
         # Gathered windows cost T x W x (Dq + Dk + pair width) floats per sample; past
         # BANDED_MAX that memory is better spent one rematerialised block at a time.
-        gathered = (back + ahead + 1) * (
-            query_dim + key_dim + scorer.pair_width(query_dim, key_dim)
-        )
+        gathered = (back + ahead + 1) * (query_dim + key_dim + pair_width)
         gathers = training or not splits(scorer)
         if gathers and tq is not None and tk is not None and tq * gathered > BANDED_MAX:
             return "chunked"
@@ -296,5 +295,5 @@ def run(plan: str, *args, pair_width: int = 1, training: bool = False) -> Any:
     """Context (B, Tq, Dv) by the banded or chunked plan; ``args`` as :func:`chunked` takes
     them (scorer, params, prepared, value, masks, key_valid, activation, dropout)."""
     if plan == "banded":
-        return banded(*args, training=training)
+        return banded(*args, pair_width=pair_width, training=training)
     return chunked(*args, pair_width=pair_width, training=training)

@@ -49,16 +49,12 @@ def _bilinear(a, w, b):
 
 def _additive_energy(q_proj, k_proj, w_out):
     """sum_u w_out[u] * tanh(q_proj[:, i, u] + k_proj[:, j, u]) for every (i, j)."""
-    return _tanh_energy(ops.expand_dims(q_proj, 2), ops.expand_dims(k_proj, 1), w_out)
-
-
-def _tanh_energy(q_proj, k_proj, w_out):
-    """sum_u w_out[u] * tanh(q_proj[..., u] + k_proj[..., u]), broadcast over the leading axes."""
-    return ops.squeeze(ops.matmul(ops.tanh(q_proj + k_proj), w_out), -1)
+    pre = ops.expand_dims(q_proj, 2) + ops.expand_dims(k_proj, 1)
+    return ops.squeeze(ops.matmul(ops.tanh(pre), w_out), -1)
 
 
 def _aligned_tanh_energy(q_proj, k_proj, w_out):
-    """:func:`_tanh_energy` for aligned pairs (the banded plan's offset pass), as a sum rather
+    """:func:`_additive_energy` for aligned pairs (the banded plan's offset pass), as a sum rather
     than a (U, 1) matmul: compiled with XLA it fuses into the tanh's loop (10.9 vs 12.1 ms for
     the offset pass of additive+local15 at T=1024, benchmarks/profile_banded.py)."""
     return ops.sum(ops.tanh(q_proj + k_proj) * w_out[:, 0], axis=-1)
