@@ -289,7 +289,10 @@ class AttentionLayer(keras.layers.Layer):
             scores = self._debug(scores, "the scores", scorer, allowed)
         if self.attention_activation is not None:
             scores = self.attention_activation(scores)
-        weights = masked_softmax(scores, allowed)
+        seen = pooling.aligned and plans.rows_see_a_key(
+            self.resolved.masks, key_valid, prepared.valid
+        )
+        weights = masked_softmax(scores, allowed, rows_see_a_key=seen)
         if checking:
             weights = self._debug(weights, "the attention weights (activation, masked softmax)")
         if allowed is not None:

@@ -328,3 +328,37 @@ def test_fused_falls_back_for_an_unhashable_key():
 
     compute = fused(lambda scale: lambda t: t * scale[0], [3.0])  # a list: unhashable
     np.testing.assert_allclose(ops.convert_to_numpy(compute(ops.ones((2,)))), [3.0, 3.0])
+
+
+class TestRowsSeeAKey:
+    """The masked softmax skips its zeroing pass only where every row is sure to see a key."""
+
+    def test_only_exact_masks_without_padding(self):
+        masks = lambda spec: attnkit.resolve(spec).masks  # noqa: E731
+        valid = np.ones((1, 4), bool)
+        assert plans.rows_see_a_key(masks("dot+causal"), None, None)
+        assert plans.rows_see_a_key(masks("dot"), None, None)
+        assert not plans.rows_see_a_key(masks("dot+local3"), None, None)
+        assert not plans.rows_see_a_key(masks("dot+causal3"), None, None)
+        assert not plans.rows_see_a_key(masks("dot+causal"), valid, None)
+        assert not plans.rows_see_a_key(masks("dot+causal"), None, valid)
+
+    def test_skipping_changes_no_weight_even_behind_non_finite_scores(self):
+        rng = np.random.RandomState(0)
+        scores = rng.randn(2, 6, 6).astype("float32")
+        allowed = np.tril(np.ones((6, 6), bool))[None]
+        scores[:, 0, 3] = np.inf  # behind the mask: must change nothing
+        scores[:, 1, 4] = np.nan
+        scores[:, 2, 5] = -np.inf
+        zeroed = ops.convert_to_numpy(attnkit.masked_softmax(scores, allowed))
+        skipped = ops.convert_to_numpy(attnkit.masked_softmax(scores, allowed, rows_see_a_key=True))
+        np.testing.assert_array_equal(skipped, zeroed)
+        assert np.all(skipped[:, ~allowed[0]] == 0.0)
+        np.testing.assert_allclose(skipped.sum(-1), 1.0, rtol=1e-6)
+
+    def test_a_row_that_sees_nothing_still_needs_the_zeroing_pass(self):
+        allowed = np.array([[[False, False], [True, False]]])
+        weights = ops.convert_to_numpy(
+            attnkit.masked_softmax(np.zeros((1, 2, 2), "float32"), allowed)
+        )
+        np.testing.assert_array_equal(weights, [[[0.0, 0.0], [1.0, 0.0]]])
