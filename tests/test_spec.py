@@ -482,9 +482,10 @@ class _Forbidden(Exception):
 _AUDIT = {"on": False, "events": []}
 
 
-def _audit_hook(event, args):
-    if _AUDIT["on"] and event in ("exec", "compile", "import"):
-        _AUDIT["events"].append((event, repr(args)[:200]))
+def _audit_hook(event, args, _state=_AUDIT):
+    # _state, not the global: the hook outlives the module, whose globals are None at exit.
+    if _state["on"] and event in ("exec", "compile", "import"):
+        _state["events"].append((event, repr(args)[:200]))
 
 
 _audit_installed = False
