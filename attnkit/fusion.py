@@ -1,4 +1,4 @@
-"""Backend-specific compilation of the chunked plan's block function for inference.
+"""Backend-specific compilation of the plans' inference passes (chunked blocks, banded offsets).
 
 A block's pairwise work (``tanh(W q_i + U k_j)`` for additive scorers, the mask and the
 softmax for every scorer) is elementwise over B x block x Tk (x units) values; run op by op,
@@ -7,6 +7,12 @@ XLA computation, so those ops fuse. TensorFlow runs a graph op by op on CPU unle
 there a block's inference pass is compiled with XLA. Training keeps TensorFlow's own kernels
 under ``keras.remat``: XLA's gradients of these fusions measured slower, and a custom
 gradient that recomputed op by op lost the bounded memory (benchmarks/README.md).
+
+Inside a computation that is compiled as a whole (any JAX step Keras jits; a TensorFlow
+function with ``jit_compile=True``, Keras' default for TensorFlow on a GPU), nothing is
+compiled again: the outer compilation fuses the ops already, and on TensorFlow a compiled
+function's gradient taken inside another measured 6.0-6.6 s per training step instead of
+0.05 s (additive+local15 at T=1024, benchmarks/README.md, fifth session).
 This module and :mod:`attnkit.debug` are the only ones in attnkit that import a backend.
 """
 
@@ -16,19 +22,34 @@ import functools
 
 import keras
 
-__all__ = ["fused"]
+__all__ = ["compiling", "fused"]
 
 
 def fused(make, *key):
     """``make(*key)``, compiled into fused kernels where the backend would otherwise run it op
     by op. On TensorFlow the compiled function is kept per ``key``: a new one per call would be
     traced and compiled again on every eager call (0.12 s instead of 0.007 s at T=256)."""
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" or compiling():
         return make(*key)
     try:
         return _compiled(make, key)
     except TypeError:  # an unhashable (non-frozen) third-party component in the key
         return _compile(make(*key))
+
+
+def compiling() -> bool:
+    """Whether the ops being built now become one compiled computation, fused as a whole: on
+    JAX (Keras jits every training and inference step; eager JAX calls are the exception, and
+    only lose speed), on TensorFlow inside a function compiled with XLA. False on PyTorch."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend != "tensorflow":
+        return False
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util  # no public equivalent
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 @functools.lru_cache(maxsize=64)

@@ -87,8 +87,10 @@ def choose(
     different lengths for ``banded``. ``kernel_ok``: :func:`kernel_form` accepted the spec and
     the call (no activation, no dropout); then ``auto`` takes ``kernel`` on JAX and torch, and
     ``kernel`` asked for where it cannot run falls back to what ``auto`` would pick.
-    ``training``: the banded plan gathers windows for the gradient, which bounds its length;
-    for inference a scorer that :func:`splits` projects each key once, at any length."""
+    ``training``: the banded plan gathers windows for the gradient unless the step is compiled
+    as a whole (:func:`attnkit.banded.banded`), so a training step past ``BANDED_MAX`` takes
+    query blocks; for inference a scorer that :func:`splits` projects each key once, at any
+    length."""
     if plan == "dense" or needs_weights or pooling.many_to_one or not pooling.uses_context:
         return "dense"
     if kernel_ok and (

@@ -10,8 +10,8 @@ from autodiff import value_and_grads
 from keras import ops
 
 import attnkit
-from attnkit import Scorer, banded, plans
-from attnkit.fusion import fused
+from attnkit import Scorer, banded, fusion, plans
+from attnkit.fusion import compiling, fused
 
 SCORERS = [
     "dot",
@@ -107,7 +107,8 @@ def test_banded_fused_equals_dense(spec, masks, monkeypatch):
 @pytest.mark.parametrize("spec", ["concat", "dot"])  # their score() does not call project()
 def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypatch):
     """Built-ins split into project() and pair() and are scored one offset at a time for
-    inference (training gathers windows: less memory for the gradient); a scorer that declines
+    inference, and for training where the step is compiled as a whole (JAX; op by op, training
+    gathers windows, whose gradient is faster there); a scorer that declines
     the split (project() returns None) or has none is scored against gathered windows. All
     with the dense plan's numbers."""
     taken = []
@@ -120,7 +121,7 @@ def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypat
     x, mask = _data()
     for training, path in (
         (False, ["_offset_function"]),
-        (True, ["_gathered", "_gathered_scores"]),
+        (True, ["_offset_function"] if compiling() else ["_gathered", "_gathered_scores"]),
     ):
         taken.clear()
         layer(x, mask=mask, training=training)
@@ -362,3 +363,88 @@ class TestRowsSeeAKey:
             attnkit.masked_softmax(np.zeros((1, 2, 2), "float32"), allowed)
         )
         np.testing.assert_array_equal(weights, [[[0.0, 0.0], [1.0, 0.0]]])
+
+
+def _compiled_grads(layer, x, mask):
+    """Gradients of the layer's training call taken inside one compiled computation (XLA on
+    TensorFlow, jax.jit); PyTorch has none, so there they are eager."""
+    coefficients = np.linspace(-1, 1, FEATURES, dtype="float32")
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def step(t, m):
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                loss = ops.sum(layer(t, mask=m, training=True) * coefficients)
+            return tape.gradient(loss, [t, *(w.value for w in layer.trainable_weights)])
+
+        grads = step(tf.constant(x), tf.constant(mask))
+    elif backend == "jax":
+        import jax
+
+        def loss(values, t):
+            out, _ = layer.stateless_call(values, [], t, mask=mask, training=True)
+            return ops.sum(out * coefficients)
+
+        values = [w.value for w in layer.trainable_weights]
+        g_w, g_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(values, x)
+        grads = [g_x, *g_w]
+    else:
+        return _grads(layer, x, mask, training=True)
+    return [ops.convert_to_numpy(g) for g in grads]
+
+
+@pytest.mark.parametrize("spec", ["additive+local4", "gaussian+causal3"])
+def test_banded_trains_on_offsets_inside_a_compiled_step(spec, monkeypatch):
+    """Inside a step compiled as a whole the banded plan's gradient comes from the offset pass,
+    compiled once by the outer step (never a compiled function inside it); eager PyTorch
+    gathers windows. Either way the dense plan's gradients."""
+    taken = []
+    for name in ("_offset_function", "_gathered"):
+        original = getattr(banded, name)
+        monkeypatch.setattr(
+            banded, name, lambda *a, _f=original, _n=name, **k: taken.append(_n) or _f(*a, **k)
+        )
+    monkeypatch.setattr(banded, "FUSE_ABOVE", 0)  # would compile, were it not inside one
+    inner = []
+    monkeypatch.setattr(fusion, "_compile", lambda fn: inner.append(fn) or fn)
+    dense, other = _pair(spec, "banded")
+    x, mask = _data()
+    got = _compiled_grads(other, x, mask)
+    for g_dense, g_other in zip(_grads(dense, x, mask), got, strict=True):
+        np.testing.assert_allclose(g_other, g_dense, rtol=1e-4, atol=1e-5)
+    compiled = keras.backend.backend() != "torch"
+    assert taken and set(taken) == {"_offset_function" if compiled else "_gathered"}
+    assert not inner
+
+
+class TestCompiling:
+    """fusion.compiling(): whether the ops being built become one compiled computation."""
+
+    def test_per_backend_outside_any_function(self):
+        assert compiling() is (keras.backend.backend() == "jax")
+
+    @pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow", reason="tf.function is TensorFlow's"
+    )
+    def test_inside_tensorflow_functions(self):
+        import tensorflow as tf
+
+        seen = {}
+
+        def probe(name):
+            seen[name] = compiling()
+            made = fused(lambda: lambda t: t + 1.0)
+            seen[name + " compiles again"] = isinstance(made, tf.types.experimental.GenericFunction)
+            return made(tf.constant(1.0))
+
+        tf.function(lambda: probe("graph"))()
+        tf.function(lambda: probe("xla"), jit_compile=True)()
+        assert seen == {
+            "graph": False,
+            "graph compiles again": True,
+            "xla": True,
+            "xla compiles again": False,
+        }
