@@ -5,7 +5,9 @@
     python -m benchmarks.compare --lengths 1024 4096 --only causal
 
 Every measurement runs in its own subprocess: median time per batch over ``--repeats`` calls
-(forward: the model called in a tf.function; train: ``train_on_batch``), and peak memory as the
+(``fwd``: the model called in a tf.function; ``train``: ``train_on_batch`` as Keras compiles it
+by default, op by op on a CPU; ``xla``: ``train_on_batch`` with ``jit_compile=True``, Keras'
+default on a GPU; pick with ``--modes``), and peak memory as the
 subprocess's max RSS minus that of a baseline process that imports the framework and builds a
 model with no attention layer.
 """
@@ -52,8 +54,8 @@ else:
 model = keras.Model(inputs, out)
 x = np.random.RandomState(0).randn(batch, steps, features).astype("float32")
 y = np.zeros((batch, 1), "float32")
-if mode == "train":
-    model.compile(keras.optimizers.SGD(1e-3), "mse")
+if mode in ("train", "xla"):
+    model.compile(keras.optimizers.SGD(1e-3), "mse", jit_compile=mode == "xla" or "auto")
     step = lambda: model.train_on_batch(x, y)
 else:
     forward = tf.function(lambda t: model(t, training=False))
@@ -120,7 +122,9 @@ def main(argv=None) -> int:
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--modes", nargs="+", default=["fwd", "train"])
+    parser.add_argument(
+        "--modes", nargs="+", default=["fwd", "train"], choices=["fwd", "train", "xla"]
+    )
     parser.add_argument("--only", default="", help="rows whose label contains this")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--timeout", type=int, default=900)
