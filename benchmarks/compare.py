@@ -55,7 +55,7 @@ model = keras.Model(inputs, out)
 x = np.random.RandomState(0).randn(batch, steps, features).astype("float32")
 y = np.zeros((batch, 1), "float32")
 if mode in ("train", "xla"):
-    model.compile(keras.optimizers.SGD(1e-3), "mse", jit_compile=mode == "xla" or "auto")
+    model.compile(keras.optimizers.SGD(1e-3), "mse", jit_compile=True if mode == "xla" else "auto")
     step = lambda: model.train_on_batch(x, y)
 else:
     forward = tf.function(lambda t: model(t, training=False))
