@@ -31,7 +31,8 @@ from keras import ops
 
 from attnkit.banded import banded
 from attnkit.components import Scorer
-from attnkit.fusion import fused
+from attnkit.fusion import compiling, fused
+from attnkit.looped import looped
 from attnkit.ops import hide_unseen, masked_softmax
 from attnkit.scoring import check_scores, checked_scores, combined_reach, splits
 
@@ -205,22 +206,33 @@ def chunked(
     # the two wheres saved 8% of dot+causal's time at T=4096.
     hide = prepared.valid is not None or not rows_see_a_key(masks, None, None)
     seen = rows_see_a_key(masks, key_valid, prepared.valid)
-    shape = (scorer, tuple(masks), activation, names, n_extra, hide, seen)
-    if dropout is not None:
-        compute = _block_function(*shape, dropout)
-    elif training:
-        compute = keras.remat(_block_function(*shape))
-    elif pair_width > 1:
-        # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain product's
-        # time is its matmuls, which the backend's own kernels do best.
-        compute = fused(_block_function, *shape)
-    else:
-        compute = _block_function(*shape)
-    outputs = []
+    spans = []
     for start in range(0, steps_q, block):
         stop = min(start + block, steps_q)
         lo = 0 if back is None else max(0, start - back)
         hi = steps_k if ahead is None else min(steps_k, stop - 1 + ahead + 1)
+        spans.append((start, stop, lo, hi))
+    weights = [params[name] for name in names]
+
+    def make(hide_keys):
+        shape = (scorer, tuple(masks), activation, names, n_extra, hide_keys, seen)
+        if dropout is not None:
+            return _block_function(*shape, dropout)
+        if training:
+            return _rematerialised(_block_function(*shape), n_extra)
+        if pair_width > 1:
+            # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain
+            # product's time is its matmuls, which the backend's own kernels do best.
+            return fused(_block_function, *shape)
+        return _block_function(*shape)
+
+    if training and dropout is None and compiling():
+        # Unrolled, XLA keeps every block's buffers alive at once (attnkit.looped).
+        args = (prepared.query, prepared.key, value, key_valid, prepared.valid, weights)
+        return looped(make, hide, *args, spans, block)
+    compute = make(hide)
+    outputs = []
+    for start, stop, lo, hi in spans:
         if hi <= lo:  # no key can be visible: a zero context, as for a fully masked row
             outputs.append(
                 ops.zeros((ops.shape(value)[0], stop - start, value.shape[-1]), value.dtype)
@@ -238,10 +250,27 @@ def chunked(
                 value[:, lo:hi],
                 ops.convert_to_tensor(np.array([start, lo], dtype="int32")),
                 *extras,
-                *(params[name] for name in names),
+                *weights,
             )
         )
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
+
+
+def _rematerialised(block, n_extra: int):
+    """``block`` recomputed in the backward pass (``keras.remat``). Only the floating
+    arguments pass through the rematerialised function: TensorFlow's recompute_grad watches
+    each argument and warns for integer and boolean ones (the block's first indices, the
+    padding masks), which have no gradient anyway."""
+
+    def call(q, k, v, first, *rest):
+        valid, weights = rest[:n_extra], rest[n_extra:]
+
+        def differentiable(q, k, v, *weights):
+            return block(q, k, v, first, *valid, *weights)
+
+        return keras.remat(differentiable)(q, k, v, *weights)
+
+    return call
 
 
 def kernel_form(scorer, masks, pooling, same_length: bool) -> str | None:

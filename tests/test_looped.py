@@ -1,0 +1,198 @@
+"""The chunked plan's training blocks run as loops inside a step compiled as a whole
+(attnkit.looped): the same numbers and gradients as the dense plan, the loops really taken,
+the keys a group pads in still hidden."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from autodiff import value_and_grads
+from keras import ops
+
+import attnkit
+from attnkit import looped, plans
+
+STEPS, FEATURES, BLOCK = 70, 6, 16  # four blocks of 16 queries and a last one of 6
+COMPILED = keras.backend.backend() in ("tensorflow", "jax")
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(plans, "CHUNK_TARGET", 16)
+
+
+@pytest.fixture
+def loops(monkeypatch):
+    """The number of blocks each loop ran."""
+    ran = []
+    original = looped._loop
+
+    def counting(compute, query, key, value, key_valid, query_valid, weights, firsts, *rest):
+        ran.append(len(firsts))
+        return original(compute, query, key, value, key_valid, query_valid, weights, firsts, *rest)
+
+    monkeypatch.setattr(looped, "_loop", counting)
+    return ran
+
+
+def _data():
+    rng = np.random.RandomState(5)
+    x = rng.uniform(-1.5, 1.5, (3, STEPS, FEATURES)).astype("float32")
+    mask = np.ones((3, STEPS), bool)
+    mask[1, 41:] = False
+    mask[2] = False
+    return x, mask
+
+
+def _compiled(layer, inputs, mask):
+    """The training call's output and gradients (inputs, then weights) taken inside one
+    compiled computation: XLA on TensorFlow, jax.jit; eager on PyTorch, which has none."""
+    coefficients = np.linspace(-1, 1, FEATURES, dtype="float32")
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def step(ts, m):
+            with tf.GradientTape() as tape:
+                tape.watch(ts)
+                out = layer(ts if len(ts) > 1 else ts[0], mask=m, training=True)
+                loss = ops.sum(out * coefficients)
+            return out, tape.gradient(loss, [*ts, *(w.value for w in layer.trainable_weights)])
+
+        out, grads = step([tf.constant(t) for t in inputs], mask)
+    elif backend == "jax":
+        import jax
+
+        def loss(values, ts):
+            out, _ = layer.stateless_call(
+                values, [], ts if len(ts) > 1 else ts[0], mask=mask, training=True
+            )
+            return ops.sum(out * coefficients), out
+
+        values = [w.value for w in layer.trainable_weights]
+        run = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+        (_, out), (g_w, g_x) = run(values, list(inputs))
+        grads = [*g_x, *g_w]
+    else:
+        return _eager(layer, inputs, mask, training=True)
+    return ops.convert_to_numpy(out), [ops.convert_to_numpy(g) for g in grads]
+
+
+def _eager(layer, inputs, mask, training=None):
+    coefficients = np.linspace(-1, 1, FEATURES, dtype="float32")
+
+    def loss(*ts):
+        out = layer(list(ts) if len(ts) > 1 else ts[0], mask=mask, training=training)
+        return ops.sum(out * ops.convert_to_tensor(coefficients)), out
+
+    out, g_x, g_w = value_and_grads(loss, inputs, layer.trainable_weights)
+    return ops.convert_to_numpy(out), [ops.convert_to_numpy(g) for g in [*g_x, *g_w]]
+
+
+def _pair(spec):
+    dense = attnkit.AttentionLayer(spec, plan="dense")
+    chunked = attnkit.AttentionLayer(spec, plan="chunked")
+    for layer in (dense, chunked):
+        layer.build((None, STEPS, FEATURES))
+    for target, source in zip(chunked.weights, dense.weights, strict=True):
+        target.assign(ops.convert_to_numpy(source))
+    return dense, chunked
+
+
+class TestGroups:
+    """looped.groups(): which blocks share a loop, and the key span they share."""
+
+    @staticmethod
+    def spans(his, los=None, block=BLOCK, last=None):
+        los = los or [0] * len(his)
+        pairs = enumerate(zip(los, his, strict=True))
+        out = [(i * block, (i + 1) * block, lo, hi) for i, (lo, hi) in pairs]
+        if last is not None:
+            start = len(his) * block
+            out.append((start, start + last[0], last[1], last[2]))
+        return out
+
+    def test_one_span_is_one_loop(self):
+        spans = self.spans([64] * 4)
+        assert looped.groups(spans, BLOCK) == [(spans, 64)]
+
+    def test_causal_spans_are_padded_to_the_widest_of_each_group(self, monkeypatch):
+        monkeypatch.setattr(looped, "GROUPS", 4)
+        spans = self.spans([16 * (i + 1) for i in range(8)])
+        got = looped.groups(spans, BLOCK)
+        assert [len(members) for members, _ in got] == [2, 2, 2, 2]
+        assert [width for _, width in got] == [32, 64, 96, 128]
+        assert [m for members, _ in got for m in members] == spans
+
+    def test_a_window_clipped_at_the_start_joins_the_others(self, monkeypatch):
+        spans = self.spans([21, 37, 53, 69], los=[0, 11, 27, 43])
+        assert looped.groups(spans, BLOCK) == [(spans[:1], 21), (spans[1:], 26)]
+        monkeypatch.setattr(looped, "GROUPS", 2)
+        assert looped.groups(spans, BLOCK) == [(spans, 26)]
+
+    def test_a_short_last_block_and_a_block_with_no_key_stand_alone(self):
+        spans = self.spans([64, 64], last=(6, 0, 64))
+        spans.insert(1, (16, 32, 5, 5))  # sees no key
+        got = looped.groups(spans, BLOCK)
+        assert got == [([spans[0]], 64), ([spans[1]], 0), ([spans[2]], 64), ([spans[3]], 64)]
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize(
+    "spec",
+    ["additive", "gaussian+causal", "dot+local5", "general(use_bias=true)+causal3", "bahdanau"],
+)
+def test_loops_give_the_dense_plans_numbers(spec, groups, loops, monkeypatch):
+    monkeypatch.setattr(looped, "GROUPS", groups)
+    dense, chunked = _pair(spec)
+    x, mask = _data()
+    expected, expected_grads = _eager(dense, [x], mask)
+    got, grads = _compiled(chunked, [x], mask)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-6)
+    assert (got[2] == 0).all() and (got[1, 41:] == 0).all()
+    for g_dense, g_chunked in zip(expected_grads, grads, strict=True):
+        assert np.isfinite(g_chunked).all()
+        np.testing.assert_allclose(g_chunked, g_dense, rtol=1e-4, atol=1e-5)
+    if COMPILED:  # the four blocks of 16: two loops where causal's spans differ, else one
+        assert loops == ([2, 2] if spec.endswith("+causal") and groups == 2 else [4])
+    else:
+        assert loops == []
+
+
+@pytest.mark.skipif(not COMPILED, reason="PyTorch compiles no step as a whole: no loops")
+def test_keys_padded_into_a_block_stay_hidden(loops, monkeypatch):
+    """Under causal a group gives each block its widest block's keys: the first block sees
+    keys 16..63 it never scores. A NaN value there must not reach its rows (0 x NaN)."""
+    monkeypatch.setattr(looped, "GROUPS", 1)
+    layer = attnkit.AttentionLayer("dot+causal", plan="chunked")
+    x, _ = _data()
+    value = x.copy()
+    value[:, 20] = np.nan
+    layer.build([x.shape, value.shape])
+    out, _ = _compiled(layer, [x, value], None)
+    assert loops == [4]
+    assert np.isfinite(out[:, :BLOCK]).all()
+    # A row that sees the NaN is NaN, as on every plan: the loop hid nothing it should not.
+    assert np.isnan(out[:, 20:]).all()
+
+
+def test_keras_compiled_training_step_takes_the_loops(loops):
+    """Keras' own training step, compiled as a whole (jit_compile=True on TensorFlow, jax.jit),
+    runs the loops and gives the dense plan's loss."""
+    x, _ = _data()
+    y = np.ones((3, 1), "float32")
+    losses, weights = [], None
+    for plan in ("dense", "chunked"):
+        inputs = keras.Input((STEPS, FEATURES))
+        layer = attnkit.AttentionLayer("additive", plan=plan)
+        pooled = keras.layers.GlobalAveragePooling1D()(layer(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(1, kernel_initializer="ones")(pooled))
+        if weights is not None:
+            layer.set_weights(weights)
+        weights = layer.get_weights()
+        model.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=COMPILED)
+        losses.append(float(np.asarray(model.train_on_batch(x, y))))
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    assert loops == ([4] if COMPILED else [])
