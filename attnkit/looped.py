@@ -18,10 +18,11 @@ unrolled. Windows (``local<w>``) and ``full`` have one span: one loop.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["GROUPS", "groups", "looped"]
+__all__ = ["GROUPS", "groups", "looped", "rematerialised"]
 
 #: Most loops per layer: causal's key spans padded to the widest of a group cost at most
 #: 1 / GROUPS more work than the spans themselves.
@@ -61,60 +62,84 @@ def groups(spans, block: int) -> list[tuple[list, int]]:
     return out
 
 
-def looped(make, hide: bool, query, key, value, key_valid, query_valid, weights, spans, block):
-    """Context (B, Tq, Dv) from ``make(hide_keys)``'s block function ``f(q, k, v, first,
-    *valid, *weights)``, one group of blocks per loop (:func:`groups`). ``hide``: whether the
-    blocks must zero keys no query of theirs may see even when they get exactly their keys."""
-    steps_k = int(key.shape[1])
+def looped(
+    block_of, n_extra, hide, query, key, value, key_valid, query_valid, weights, spans, block
+):
+    """Context (B, Tq, Dv), one group of blocks per loop (:func:`groups`), each block
+    rematerialised. ``block_of(hide_keys)``: the block function ``f(q, k, v, first, *valid,
+    *weights)`` (``n_extra`` valid masks); ``hide``: whether blocks must zero the keys none of
+    their queries may see even when they get exactly their own keys."""
     outputs = []
     for members, width in groups(spans, block):
+        start, stop = members[0][:2]
         if width == 0:
-            start, stop = members[0][:2]
             outputs.append(
                 ops.zeros((ops.shape(value)[0], stop - start, value.shape[-1]), value.dtype)
             )
             continue
         padded = any(hi - lo < width for _, _, lo, hi in members)
-        compute = make(hide or padded)
-        firsts = np.array([[start, min(lo, steps_k - width)] for start, _, lo, _ in members])
+        function = block_of(hide or padded)
+        steps_k = int(key.shape[1])
+        firsts = np.array([[s, min(lo, steps_k - width)] for s, _, lo, _ in members], "int32")
         if len(members) == 1:
-            start, stop = members[0][:2]
             lo = int(firsts[0, 1])
-            extras = _valid(key_valid, query_valid, lo, width, start, stop)
             outputs.append(
-                compute(
+                rematerialised(function, n_extra)(
                     query[:, start:stop],
                     key[:, lo : lo + width],
                     value[:, lo : lo + width],
-                    ops.convert_to_tensor(firsts[0].astype("int32")),
-                    *extras,
+                    ops.convert_to_tensor(firsts[0]),
+                    *_valid(key_valid, query_valid, lo, width, start, stop),
                     *weights,
                 )
             )
             continue
-        outputs.append(
-            _loop(compute, query, key, value, key_valid, query_valid, weights, firsts, width, block)
-        )
+        compute = rematerialised(function, n_extra, width)
+        args = (query, key, value, key_valid, query_valid, weights)
+        outputs.append(_loop(compute, firsts, width, block, *args))
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
 
 
-def _loop(compute, query, key, value, key_valid, query_valid, weights, firsts, width, block):
+def rematerialised(block, n_extra: int, width: int | None = None):
+    """``block`` recomputed in the backward pass (``keras.remat``).
+
+    Only the floating arguments pass through the rematerialised function: TensorFlow's
+    recompute_grad watches each argument and warns for integer and boolean ones (the block's
+    first indices, the padding masks), which have no gradient anyway. With ``width`` the
+    function takes the whole key and value and slices the block's ``width`` keys from
+    ``first[1]`` itself: in a loop, a slice taken outside would be kept for the backward pass
+    once per iteration (B x Tk x D floats each: 18 GiB for additive at T=4096), the whole
+    tensor is kept once."""
+
+    def call(q, k, v, first, *rest):
+        valid, weights = rest[:n_extra], rest[n_extra:]
+
+        def differentiable(q, k, v, *weights):
+            if width is not None:
+                k, v = _window(k, first[1], width), _window(v, first[1], width)
+            return block(q, k, v, first, *valid, *weights)
+
+        return keras.remat(differentiable)(q, k, v, *weights)
+
+    return call
+
+
+def _loop(compute, firsts, width, block, query, key, value, key_valid, query_valid, weights):
+    """The blocks starting at ``firsts`` (query, key) in one ``keras.ops.map``."""
     count, start = len(firsts), int(firsts[0, 0])
     stop = start + count * block
-    xs = [_blocks(query[:, start:stop], count, block), ops.convert_to_tensor(firsts, "int32")]
+    xs = [_blocks(query[:, start:stop], count, block), ops.convert_to_tensor(firsts)]
     if query_valid is not None:
         xs.append(_blocks(query_valid[:, start:stop], count, block))
 
     def body(x):
         q, first = x[0], x[1]
-        lo = first[1]
         extras = []
         if key_valid is not None:
-            extras.append(ops.expand_dims(_window(key_valid, lo, width), 1))
+            extras.append(ops.expand_dims(_window(key_valid, first[1], width), 1))
         if query_valid is not None:
             extras.append(ops.expand_dims(x[2], -1))
-        k, v = _window(key, lo, width), _window(value, lo, width)
-        return compute(q, k, v, first, *extras, *weights)
+        return compute(q, key, value, first, *extras, *weights)
 
     out = ops.map(body, tuple(xs))  # (count, B, block, Dv)
     out = ops.transpose(out, (1, 0, 2, 3))

@@ -32,7 +32,7 @@ from keras import ops
 from attnkit.banded import banded
 from attnkit.components import Scorer
 from attnkit.fusion import compiling, fused
-from attnkit.looped import looped
+from attnkit.looped import looped, rematerialised
 from attnkit.ops import hide_unseen, masked_softmax
 from attnkit.scoring import check_scores, checked_scores, combined_reach, splits
 
@@ -214,23 +214,26 @@ def chunked(
         spans.append((start, stop, lo, hi))
     weights = [params[name] for name in names]
 
-    def make(hide_keys):
+    def block_function(hide_keys, dropout=None):
         shape = (scorer, tuple(masks), activation, names, n_extra, hide_keys, seen)
-        if dropout is not None:
-            return _block_function(*shape, dropout)
-        if training:
-            return _rematerialised(_block_function(*shape), n_extra)
-        if pair_width > 1:
-            # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain
-            # product's time is its matmuls, which the backend's own kernels do best.
-            return fused(_block_function, *shape)
-        return _block_function(*shape)
+        return _block_function(*shape, dropout)
 
-    if training and dropout is None and compiling():
+    if dropout is not None:
+        compute = block_function(hide, dropout)
+    elif training and compiling():
         # Unrolled, XLA keeps every block's buffers alive at once (attnkit.looped).
         args = (prepared.query, prepared.key, value, key_valid, prepared.valid, weights)
-        return looped(make, hide, *args, spans, block)
-    compute = make(hide)
+        return looped(block_function, n_extra, hide, *args, spans, block)
+    elif training:
+        compute = rematerialised(block_function(hide), n_extra)
+    elif pair_width > 1:
+        # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain product's
+        # time is its matmuls, which the backend's own kernels do best.
+        compute = fused(
+            _block_function, scorer, tuple(masks), activation, names, n_extra, hide, seen
+        )
+    else:
+        compute = block_function(hide)
     outputs = []
     for start, stop, lo, hi in spans:
         if hi <= lo:  # no key can be visible: a zero context, as for a fully masked row
@@ -254,23 +257,6 @@ def chunked(
             )
         )
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
-
-
-def _rematerialised(block, n_extra: int):
-    """``block`` recomputed in the backward pass (``keras.remat``). Only the floating
-    arguments pass through the rematerialised function: TensorFlow's recompute_grad watches
-    each argument and warns for integer and boolean ones (the block's first indices, the
-    padding masks), which have no gradient anyway."""
-
-    def call(q, k, v, first, *rest):
-        valid, weights = rest[:n_extra], rest[n_extra:]
-
-        def differentiable(q, k, v, *weights):
-            return block(q, k, v, first, *valid, *weights)
-
-        return keras.remat(differentiable)(q, k, v, *weights)
-
-    return call
 
 
 def kernel_form(scorer, masks, pooling, same_length: bool) -> str | None:
