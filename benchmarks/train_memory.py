@@ -1,37 +1,59 @@
-"""Peak memory of one training step: ``python -m benchmarks.train_memory PLAN T [BATCH] [SPEC]``.
+"""Peak memory of a training step: ``python -m benchmarks.train_memory PLAN T [BATCH] [SPEC]
+[--jit] [--steps N]``.
 
 Builds ``Input((T, 64))`` -> ``AttentionLayer(SPEC, plan=PLAN)`` -> pooling -> ``Dense(1)``, runs
-one ``train_on_batch`` and prints the process's peak RSS (GiB). Example:
-``python -m benchmarks.train_memory chunked 4096 32 additive``.
+``train_on_batch`` (once, or ``--steps`` times) and prints the process's peak RSS (GiB), the
+first step's time (tracing and compiling included) and the median of the others. ``--jit``
+compiles the step as a whole (``jit_compile=True``: XLA on TensorFlow; Keras jits every JAX
+step anyway). Any backend: set ``KERAS_BACKEND``. Example:
+``python -m benchmarks.train_memory chunked 4096 32 additive --jit --steps 3``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_memory")
+    parser.add_argument("plan")
+    parser.add_argument("steps", type=int, metavar="T")
+    parser.add_argument("batch", type=int, nargs="?", default=8)
+    parser.add_argument("spec", nargs="?", default="additive")
+    parser.add_argument("--jit", action="store_true", help="jit_compile=True")
+    parser.add_argument("--steps", dest="repeats", type=int, default=1, help="training steps")
+    args = parser.parse_args(argv)
+
     import keras
     import numpy as np
 
     import attnkit
 
-    plan, steps = argv[0], int(argv[1])
-    batch = int(argv[2]) if len(argv) > 2 else 8
-    spec = argv[3] if len(argv) > 3 else "additive"
-    inputs = keras.Input((steps, 64))
-    out = attnkit.AttentionLayer(spec, plan=plan)(inputs)
+    inputs = keras.Input((args.steps, 64))
+    out = attnkit.AttentionLayer(args.spec, plan=args.plan)(inputs)
     pooled = keras.layers.GlobalAveragePooling1D()(out)
     model = keras.Model(inputs, keras.layers.Dense(1)(pooled))
-    model.compile("sgd", "mse")
-    x = np.random.RandomState(0).randn(batch, steps, 64).astype("float32")
-    model.train_on_batch(x, np.zeros((batch, 1), "float32"))
+    model.compile("sgd", "mse", jit_compile=True if args.jit else "auto")
+    x = np.random.RandomState(0).randn(args.batch, args.steps, 64).astype("float32")
+    y = np.zeros((args.batch, 1), "float32")
+    times = []
+    for _ in range(max(args.repeats, 1)):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"{spec} plan={plan} T={steps} batch={batch}: peak RSS {peak:.2f} GiB")
+    steady = f", then {np.median(times[1:]) * 1000:.0f} ms per step" if len(times) > 1 else ""
+    print(
+        f"{args.spec} plan={args.plan} T={args.steps} batch={args.batch} "
+        f"backend={keras.backend.backend()} jit={args.jit}: peak RSS {peak:.2f} GiB; "
+        f"first step {times[0]:.1f} s{steady}"
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import re
 import keras
 import pytest
 
-from benchmarks import compare
+from benchmarks import compare, train_memory
 
 
 @pytest.mark.slow
@@ -19,3 +19,13 @@ def test_compare_script_runs_and_prints_ratios(capsys):
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("dot causal"))
     assert re.search(r"\d+\.\d ms\s+\d+\.\d ms\s+\d+\.\d\d", row), row
+
+
+# torch.compile of Keras' torch training step warns so for a model of plain Keras layers too.
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_train_memory_script_runs_compiled_steps(capsys):
+    """``benchmarks/train_memory.py`` on any backend, the step compiled as a whole."""
+    train_memory.main(["chunked", "40", "2", "additive+causal", "--jit", "--steps", "2"])
+    out = capsys.readouterr().out
+    assert f"backend={keras.backend.backend()} jit=True" in out
+    assert re.search(r"peak RSS \d+\.\d\d GiB; first step \d+\.\d s, then \d+ ms per step", out)
