@@ -3,9 +3,11 @@
 Unrolled, every rematerialised query block is its own stretch of the compiled computation, and
 XLA schedules them so that the buffers of all of them are alive at once: a full ``additive``
 training step at T=1024, batch 32, peaked at 9.8 GiB under TensorFlow's XLA and 8.7 GiB under
-JAX, against 2.6 GiB op by op (benchmarks/README.md, sixth session). In a loop
-(``keras.ops.map``) XLA runs one block at a time, and the rematerialised body leaves only its
-inputs for the backward pass.
+JAX. In a loop (``keras.ops.map``) XLA runs one block at a time, and the rematerialised body
+leaves only its inputs for the backward pass: 0.9 and 0.6 GiB, and 1.45 / 1.05 GiB at T=4096
+(benchmarks/README.md, sixth session). Op by op (TensorFlow's CPU default, PyTorch) the blocks
+stay unrolled: there the executor frees each block's buffers itself, and loops measured 10-18%
+slower.
 
 A loop wants one shape per iteration. Queries come in blocks of one size (a shorter last block
 runs on its own). Keys do not: under ``causal`` block i sees the i + 1 first key blocks. So
@@ -69,7 +71,7 @@ def looped(
     rematerialised. ``block_of(hide_keys)``: the block function ``f(q, k, v, first, *valid,
     *weights)`` (``n_extra`` valid masks); ``hide``: whether blocks must zero the keys none of
     their queries may see even when they get exactly their own keys."""
-    outputs = []
+    outputs, steps_k = [], int(key.shape[1])
     for members, width in groups(spans, block):
         start, stop = members[0][:2]
         if width == 0:
@@ -79,7 +81,6 @@ def looped(
             continue
         padded = any(hi - lo < width for _, _, lo, hi in members)
         function = block_of(hide or padded)
-        steps_k = int(key.shape[1])
         firsts = np.array([[s, min(lo, steps_k - width)] for s, _, lo, _ in members], "int32")
         if len(members) == 1:
             lo = int(firsts[0, 1])
@@ -115,7 +116,7 @@ def rematerialised(block, n_extra: int, width: int | None = None):
         valid, weights = rest[:n_extra], rest[n_extra:]
 
         def differentiable(q, k, v, *weights):
-            if width is not None:
+            if width is not None and width != k.shape[1]:
                 k, v = _window(k, first[1], width), _window(v, first[1], width)
             return block(q, k, v, first, *valid, *weights)
 
