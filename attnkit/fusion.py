@@ -37,13 +37,19 @@ def fused(make, *key):
         return _compile(make(*key))
 
 
-def compiling() -> bool:
+def compiling(tensor=None) -> bool:
     """Whether the ops being built now become one compiled computation, fused as a whole: on
-    JAX (Keras jits every training and inference step; eager JAX calls are the exception, and
-    only lose speed), on TensorFlow inside a function compiled with XLA. False on PyTorch."""
+    JAX (Keras jits every training and inference step), on TensorFlow inside a function
+    compiled with XLA. False on PyTorch. Given a ``tensor`` the computation works on, JAX
+    answers for it: False for a concrete array (an eager call, op by op), True for a tracer
+    (inside ``jit``, or a gradient being traced)."""
     backend = keras.backend.backend()
     if backend == "jax":
-        return True
+        if tensor is None:
+            return True
+        import jax
+
+        return isinstance(tensor, jax.core.Tracer)
     if backend != "tensorflow":
         return False
     import tensorflow as tf

@@ -1,13 +1,14 @@
-"""The chunked plan's training blocks as a loop, for a step that is compiled as a whole.
+"""The chunked plan's blocks as loops, for a computation that is compiled as a whole.
 
-Unrolled, every rematerialised query block is its own stretch of the compiled computation, and
-XLA schedules them so that the buffers of all of them are alive at once: a full ``additive``
-training step at T=1024, batch 32, peaked at 9.8 GiB under TensorFlow's XLA and 8.7 GiB under
-JAX. In a loop (``keras.ops.map``) XLA runs one block at a time, and the rematerialised body
-leaves only its inputs for the backward pass: 0.9 and 0.6 GiB, and 1.45 / 1.05 GiB at T=4096
-(benchmarks/README.md, sixth session). Op by op (TensorFlow's CPU default, PyTorch) the blocks
-stay unrolled: there the executor frees each block's buffers itself, and loops measured 10-18%
-slower.
+Unrolled, the query blocks do not stay blocks under XLA. For inference it merges them back into
+one computation over every (query, key) pair: JAX's `additive` forward at T=1024, batch 32,
+peaked at 4.44 GiB, the whole (B, T, T, units) tensor, and at T=4096 asked for 64 GiB. For
+training it keeps the buffers of every rematerialised block alive at once: 9.8 GiB under
+TensorFlow's XLA and 8.7 GiB under JAX at T=1024. In a loop (``keras.ops.map``) XLA runs one
+block at a time, and a rematerialised body leaves only its inputs for the backward pass:
+training took 0.9 and 0.6 GiB, and 1.45 / 1.05 GiB at T=4096 (benchmarks/README.md, sixth
+session). Op by op (TensorFlow's CPU default, PyTorch) the blocks stay unrolled: there the
+executor frees each block's buffers itself, and loops measured 10-18% slower in training.
 
 A loop wants one shape per iteration. Queries come in blocks of one size (a shorter last block
 runs on its own). Keys do not: under ``causal`` block i sees the i + 1 first key blocks. So
@@ -24,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["GROUPS", "groups", "looped", "rematerialised"]
+__all__ = ["GROUPS", "block_call", "groups", "looped"]
 
 #: Most loops per layer: causal's key spans padded to the widest of a group cost at most
 #: 1 / GROUPS more work than the spans themselves.
@@ -65,12 +66,23 @@ def groups(spans, block: int) -> list[tuple[list, int]]:
 
 
 def looped(
-    block_of, n_extra, hide, query, key, value, key_valid, query_valid, weights, spans, block
+    block_of,
+    n_extra,
+    hide,
+    query,
+    key,
+    value,
+    key_valid,
+    query_valid,
+    weights,
+    spans,
+    block,
+    training: bool = True,
 ):
     """Context (B, Tq, Dv), one group of blocks per loop (:func:`groups`), each block
-    rematerialised. ``block_of(hide_keys)``: the block function ``f(q, k, v, first, *valid,
-    *weights)`` (``n_extra`` valid masks); ``hide``: whether blocks must zero the keys none of
-    their queries may see even when they get exactly their own keys."""
+    rematerialised when ``training``. ``block_of(hide_keys)``: the block function ``f(q, k, v,
+    first, *valid, *weights)`` (``n_extra`` valid masks); ``hide``: whether blocks must zero the
+    keys none of their queries may see even when they get exactly their own keys."""
     outputs, steps_k = [], int(key.shape[1])
     for members, width in groups(spans, block):
         start, stop = members[0][:2]
@@ -85,7 +97,7 @@ def looped(
         if len(members) == 1:
             lo = int(firsts[0, 1])
             outputs.append(
-                rematerialised(function, n_extra)(
+                block_call(function, n_extra, remat=training)(
                     query[:, start:stop],
                     key[:, lo : lo + width],
                     value[:, lo : lo + width],
@@ -95,14 +107,15 @@ def looped(
                 )
             )
             continue
-        compute = rematerialised(function, n_extra, width)
+        compute = block_call(function, n_extra, width, remat=training)
         args = (query, key, value, key_valid, query_valid, weights)
         outputs.append(_loop(compute, firsts, width, block, *args))
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
 
 
-def rematerialised(block, n_extra: int, width: int | None = None):
-    """``block`` recomputed in the backward pass (``keras.remat``).
+def block_call(block, n_extra: int, width: int | None = None, remat: bool = True):
+    """``block`` as ``f(q, k, v, first, *valid, *weights)``, recomputed in the backward pass
+    (``keras.remat``) when ``remat``.
 
     Only the floating arguments pass through the rematerialised function: TensorFlow's
     recompute_grad watches each argument and warns for integer and boolean ones (the block's
@@ -120,7 +133,7 @@ def rematerialised(block, n_extra: int, width: int | None = None):
                 k, v = _window(k, first[1], width), _window(v, first[1], width)
             return block(q, k, v, first, *valid, *weights)
 
-        return keras.remat(differentiable)(q, k, v, *weights)
+        return (keras.remat(differentiable) if remat else differentiable)(q, k, v, *weights)
 
     return call
 

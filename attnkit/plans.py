@@ -34,7 +34,7 @@ from keras import ops
 from attnkit.banded import banded
 from attnkit.components import Scorer
 from attnkit.fusion import compiling, fused
-from attnkit.looped import looped, rematerialised
+from attnkit.looped import block_call, looped
 from attnkit.ops import hide_unseen, masked_softmax
 from attnkit.scoring import check_scores, checked_scores, combined_reach, splits
 
@@ -222,12 +222,13 @@ def chunked(
 
     if dropout is not None:
         compute = block_function(hide, dropout)
-    elif training and compiling():
-        # Unrolled, XLA keeps every block's buffers alive at once (attnkit.looped).
+    elif compiling(query):
+        # Unrolled, XLA merges the blocks back into one (B, Tq, Tk, ...) computation or keeps
+        # every block's buffers alive at once; in loops it runs one at a time (attnkit.looped).
         args = (prepared.query, prepared.key, value, key_valid, prepared.valid, weights)
-        return looped(block_function, n_extra, hide, *args, spans, block)
+        return looped(block_function, n_extra, hide, *args, spans, block, training)
     elif training:
-        compute = rematerialised(block_function(hide), n_extra)
+        compute = block_call(block_function(hide), n_extra)
     elif pair_width > 1:
         # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain product's
         # time is its matmuls, which the backend's own kernels do best.

@@ -1,6 +1,6 @@
-"""The chunked plan's training blocks run as loops inside a step compiled as a whole
-(attnkit.looped): the same numbers and gradients as the dense plan, the loops really taken,
-the keys a group pads in still hidden."""
+"""The chunked plan's blocks run as loops inside a computation compiled as a whole
+(attnkit.looped): the same numbers and gradients as the dense plan, in training and inference,
+the loops really taken, the keys a group pads in still hidden."""
 
 from __future__ import annotations
 
@@ -157,6 +157,38 @@ def test_loops_give_the_dense_plans_numbers(spec, groups, loops, monkeypatch):
         np.testing.assert_allclose(g_chunked, g_dense, rtol=1e-4, atol=1e-5)
     if COMPILED:  # the four blocks of 16: two loops where causal's spans differ, else one
         assert loops == ([2, 2] if spec.endswith("+causal") and groups == 2 else [4])
+    else:
+        assert loops == []
+
+
+def _compiled_inference(layer, x, mask):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        call = tf.function(lambda t, m: layer(t, mask=m, training=False), jit_compile=True)
+        return ops.convert_to_numpy(call(tf.constant(x), tf.constant(mask)))
+    if backend == "jax":
+        import jax
+
+        values = [w.value for w in layer.weights]
+        out = jax.jit(lambda v, t: layer.stateless_call(v, [], t, mask=mask)[0])(values, x)
+        return ops.convert_to_numpy(out)
+    return ops.convert_to_numpy(layer(x, mask=mask))
+
+
+@pytest.mark.parametrize("spec", ["additive", "gaussian+causal", "dot+local5"])
+def test_compiled_inference_runs_in_loops(spec, loops, monkeypatch):
+    """Unrolled, XLA merged the blocks back into one computation over every pair (JAX's
+    additive forward at T=4096 asked for 64 GiB); in loops it cannot."""
+    monkeypatch.setattr(looped, "GROUPS", 2)
+    dense, chunked = _pair(spec)
+    x, mask = _data()
+    got = _compiled_inference(chunked, x, mask)
+    np.testing.assert_allclose(got, ops.convert_to_numpy(dense(x, mask=mask)), rtol=1e-5, atol=2e-6)
+    assert (got[2] == 0).all() and (got[1, 41:] == 0).all()
+    if COMPILED:
+        assert loops == ([2, 2] if spec.endswith("+causal") else [4])
     else:
         assert loops == []
 

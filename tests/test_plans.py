@@ -426,6 +426,17 @@ class TestCompiling:
     def test_per_backend_outside_any_function(self):
         assert compiling() is (keras.backend.backend() == "jax")
 
+    @pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's tracers")
+    def test_jax_answers_for_a_tensor(self):
+        import jax
+
+        seen = []
+        probe = lambda t: seen.append(compiling(t)) or t  # noqa: E731
+        probe(jax.numpy.ones(2))
+        jax.jit(probe)(jax.numpy.ones(2))
+        jax.grad(lambda t: probe(t).sum())(jax.numpy.ones(2))
+        assert seen == [False, True, True]
+
     @pytest.mark.skipif(
         keras.backend.backend() != "tensorflow", reason="tf.function is TensorFlow's"
     )
