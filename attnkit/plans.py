@@ -13,9 +13,9 @@
   skips the future: about half the work) and rematerialised in the backward pass, so memory is
   O(B block Tk) instead of O(B Tq Tk), times the scorer's ``pair_width`` (``units`` for additive).
   For inference with a pairwise scorer (``pair_width`` > 1) each block runs as one fused kernel
-  where the backend can fuse (:mod:`attnkit.fusion`); training rematerialises instead, and
-  inside a step compiled as a whole (JAX, ``jit_compile=True``) runs its blocks as loops
-  (:mod:`attnkit.looped`), so that XLA keeps one block's buffers at a time.
+  where the backend can fuse (:mod:`attnkit.fusion`); training rematerialises instead. Inside a
+  computation compiled as a whole (JAX, ``jit_compile=True``) the blocks run as loops
+  (:mod:`attnkit.looped`): unrolled, XLA merges them back into one computation over every pair.
 
 A scorer needs no code for any plan: the banded plan scores each query as its own batch row
 against its window, which the conformance suite's batch-independence check guarantees is the

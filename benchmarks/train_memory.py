@@ -1,11 +1,12 @@
 """Peak memory of a training step: ``python -m benchmarks.train_memory PLAN T [BATCH] [SPEC]
-[--jit] [--steps N]``.
+[--jit] [--steps N] [--predict]``.
 
 Builds ``Input((T, 64))`` -> ``AttentionLayer(SPEC, plan=PLAN)`` -> pooling -> ``Dense(1)``, runs
 ``train_on_batch`` (once, or ``--steps`` times) and prints the process's peak RSS (GiB), the
 first step's time (tracing and compiling included) and the median of the others. ``--jit``
 compiles the step as a whole (``jit_compile=True``: XLA on TensorFlow; Keras jits every JAX
-step anyway). Any backend: set ``KERAS_BACKEND``. Example:
+step anyway). ``--predict`` times ``predict`` instead: inference, no gradient. Any backend:
+set ``KERAS_BACKEND``. Example:
 ``python -m benchmarks.train_memory chunked 4096 32 additive --jit --steps 3``.
 """
 
@@ -28,6 +29,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("spec", nargs="?", default="additive")
     parser.add_argument("--jit", action="store_true", help="jit_compile=True")
     parser.add_argument("--steps", dest="repeats", type=int, default=1, help="training steps")
+    parser.add_argument("--predict", action="store_true", help="inference instead of training")
     args = parser.parse_args(argv)
 
     import keras
@@ -45,13 +47,17 @@ def main(argv: list[str]) -> None:
     times = []
     for _ in range(max(args.repeats, 1)):
         start = time.perf_counter()
-        model.train_on_batch(x, y)
+        if args.predict:
+            model.predict(x, batch_size=args.batch, verbose=0)
+        else:
+            model.train_on_batch(x, y)
         times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     steady = f", then {np.median(times[1:]) * 1000:.0f} ms per step" if len(times) > 1 else ""
     print(
         f"{args.spec} plan={args.plan} T={args.steps} batch={args.batch} "
-        f"backend={keras.backend.backend()} jit={args.jit}: peak RSS {peak:.2f} GiB; "
+        f"backend={keras.backend.backend()} jit={args.jit}"
+        f"{' predict' if args.predict else ''}: peak RSS {peak:.2f} GiB; "
         f"first step {times[0]:.1f} s{steady}"
     )
 

@@ -29,3 +29,5 @@ def test_train_memory_script_runs_compiled_steps(capsys):
     out = capsys.readouterr().out
     assert f"backend={keras.backend.backend()} jit=True" in out
     assert re.search(r"peak RSS \d+\.\d\d GiB; first step \d+\.\d s, then \d+ ms per step", out)
+    train_memory.main(["chunked", "40", "2", "additive", "--jit", "--predict"])
+    assert "jit=True predict: peak RSS" in capsys.readouterr().out
