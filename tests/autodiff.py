@@ -52,3 +52,57 @@ def value_and_grads(fn, tensors, variables):
 
     aux = [np.asarray(ops.convert_to_numpy(a)) for a in aux]
     return aux, [np_or_none(g) for g in g_t], [np_or_none(g) for g in g_v]
+
+
+def _coefficients(out):
+    return ops.convert_to_tensor(np.linspace(-1, 1, int(out.shape[-1]), dtype="float32"))
+
+
+def _call(layer, ts, mask, training):
+    return layer(list(ts) if len(ts) > 1 else ts[0], mask=mask, training=training)
+
+
+def layer_grads(layer, inputs, mask, training=None):
+    """The layer's output and the gradients (inputs, then trainable weights) of
+    ``sum(out * linspace(-1, 1))``, eager."""
+
+    def loss(*ts):
+        out = _call(layer, ts, mask, training)
+        return ops.sum(out * _coefficients(out)), [out]
+
+    (out,), g_x, g_w = value_and_grads(loss, inputs, layer.trainable_weights)
+    return out, [*g_x, *g_w]
+
+
+def compiled_layer_grads(layer, inputs, mask):
+    """:func:`layer_grads` of the training call, taken inside one compiled computation: XLA
+    on TensorFlow, jax.jit; eager on PyTorch, which has none."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def step(ts, m):
+            with tf.GradientTape() as tape:
+                tape.watch(ts)
+                out = _call(layer, ts, m, True)
+                loss = ops.sum(out * _coefficients(out))
+            return out, tape.gradient(loss, [*ts, *(w.value for w in layer.trainable_weights)])
+
+        out, grads = step([tf.constant(t) for t in inputs], mask)
+    elif backend == "jax":
+        import jax
+
+        def loss(values, ts):
+            out, _ = layer.stateless_call(
+                values, [], ts if len(ts) > 1 else ts[0], mask=mask, training=True
+            )
+            return ops.sum(out * _coefficients(out)), out
+
+        values = [w.value for w in layer.trainable_weights]
+        run = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+        (_, out), (g_w, g_x) = run(values, [jax.numpy.asarray(t) for t in inputs])
+        grads = [*g_x, *g_w]
+    else:
+        return layer_grads(layer, inputs, mask, training=True)
+    return ops.convert_to_numpy(out), [ops.convert_to_numpy(g) for g in grads]

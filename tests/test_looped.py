@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from autodiff import value_and_grads
+from autodiff import compiled_layer_grads, layer_grads
 from keras import ops
 
 import attnkit
@@ -43,52 +43,6 @@ def _data():
     mask[1, 41:] = False
     mask[2] = False
     return x, mask
-
-
-def _compiled(layer, inputs, mask):
-    """The training call's output and gradients (inputs, then weights) taken inside one
-    compiled computation: XLA on TensorFlow, jax.jit; eager on PyTorch, which has none."""
-    coefficients = np.linspace(-1, 1, FEATURES, dtype="float32")
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True)
-        def step(ts, m):
-            with tf.GradientTape() as tape:
-                tape.watch(ts)
-                out = layer(ts if len(ts) > 1 else ts[0], mask=m, training=True)
-                loss = ops.sum(out * coefficients)
-            return out, tape.gradient(loss, [*ts, *(w.value for w in layer.trainable_weights)])
-
-        out, grads = step([tf.constant(t) for t in inputs], mask)
-    elif backend == "jax":
-        import jax
-
-        def loss(values, ts):
-            out, _ = layer.stateless_call(
-                values, [], ts if len(ts) > 1 else ts[0], mask=mask, training=True
-            )
-            return ops.sum(out * coefficients), out
-
-        values = [w.value for w in layer.trainable_weights]
-        run = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
-        (_, out), (g_w, g_x) = run(values, list(inputs))
-        grads = [*g_x, *g_w]
-    else:
-        return _eager(layer, inputs, mask, training=True)
-    return ops.convert_to_numpy(out), [ops.convert_to_numpy(g) for g in grads]
-
-
-def _eager(layer, inputs, mask, training=None):
-    coefficients = np.linspace(-1, 1, FEATURES, dtype="float32")
-
-    def loss(*ts):
-        out = layer(list(ts) if len(ts) > 1 else ts[0], mask=mask, training=training)
-        return ops.sum(out * ops.convert_to_tensor(coefficients)), out
-
-    out, g_x, g_w = value_and_grads(loss, inputs, layer.trainable_weights)
-    return ops.convert_to_numpy(out), [ops.convert_to_numpy(g) for g in [*g_x, *g_w]]
 
 
 def _pair(spec):
@@ -148,8 +102,8 @@ def test_loops_give_the_dense_plans_numbers(spec, groups, loops, monkeypatch):
     monkeypatch.setattr(looped, "GROUPS", groups)
     dense, chunked = _pair(spec)
     x, mask = _data()
-    expected, expected_grads = _eager(dense, [x], mask)
-    got, grads = _compiled(chunked, [x], mask)
+    expected, expected_grads = layer_grads(dense, [x], mask)
+    got, grads = compiled_layer_grads(chunked, [x], mask)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-6)
     assert (got[2] == 0).all() and (got[1, 41:] == 0).all()
     for g_dense, g_chunked in zip(expected_grads, grads, strict=True):
@@ -203,7 +157,7 @@ def test_keys_padded_into_a_block_stay_hidden(loops, monkeypatch):
     value = x.copy()
     value[:, 20] = np.nan
     layer.build([x.shape, value.shape])
-    out, _ = _compiled(layer, [x, value], None)
+    out, _ = compiled_layer_grads(layer, [x, value], None)
     assert loops == [4]
     assert np.isfinite(out[:, :BLOCK]).all()
     # A row that sees the NaN is NaN, as on every plan: the loop hid nothing it should not.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from autodiff import value_and_grads
+from autodiff import compiled_layer_grads, value_and_grads
 from keras import ops
 
 import attnkit
@@ -366,34 +366,7 @@ class TestRowsSeeAKey:
 
 
 def _compiled_grads(layer, x, mask):
-    """Gradients of the layer's training call taken inside one compiled computation (XLA on
-    TensorFlow, jax.jit); PyTorch has none, so there they are eager."""
-    coefficients = np.linspace(-1, 1, FEATURES, dtype="float32")
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True)
-        def step(t, m):
-            with tf.GradientTape() as tape:
-                tape.watch(t)
-                loss = ops.sum(layer(t, mask=m, training=True) * coefficients)
-            return tape.gradient(loss, [t, *(w.value for w in layer.trainable_weights)])
-
-        grads = step(tf.constant(x), tf.constant(mask))
-    elif backend == "jax":
-        import jax
-
-        def loss(values, t):
-            out, _ = layer.stateless_call(values, [], t, mask=mask, training=True)
-            return ops.sum(out * coefficients)
-
-        values = [w.value for w in layer.trainable_weights]
-        g_w, g_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(values, x)
-        grads = [g_x, *g_w]
-    else:
-        return _grads(layer, x, mask, training=True)
-    return [ops.convert_to_numpy(g) for g in grads]
+    return compiled_layer_grads(layer, [x], mask)[1]
 
 
 @pytest.mark.parametrize("spec", ["additive+local4", "gaussian+causal3"])
