@@ -17,6 +17,9 @@ group takes the group's widest key span, shifted to stay inside the sequence. Th
 decide which keys a query sees; the extra keys are hidden from the block (zeroed, as the
 masked softmax needs), so causal does about (GROUPS + 1) / GROUPS of the work it needs
 unrolled. Windows (``local<w>``) and ``full`` have one span: one loop.
+
+:func:`unrolled` runs the blocks one call each, on exactly their keys, where nothing is
+compiled as a whole.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["GROUPS", "block_call", "groups", "looped"]
+__all__ = ["GROUPS", "block_call", "groups", "looped", "unrolled"]
 
 #: Most loops per layer: causal's key spans padded to the widest of a group cost at most
 #: 1 / GROUPS more work than the spans themselves.
@@ -84,33 +87,53 @@ def looped(
     first, *valid, *weights)`` (``n_extra`` valid masks); ``hide``: whether blocks must zero the
     keys none of their queries may see even when they get exactly their own keys."""
     outputs, steps_k = [], int(key.shape[1])
+    tensors = (query, key, value, key_valid, query_valid, weights)
     for members, width in groups(spans, block):
         start, stop = members[0][:2]
         if width == 0:
-            outputs.append(
-                ops.zeros((ops.shape(value)[0], stop - start, value.shape[-1]), value.dtype)
-            )
+            outputs.append(_zeros(value, stop - start))
             continue
         padded = any(hi - lo < width for _, _, lo, hi in members)
         function = block_of(hide or padded)
         firsts = np.array([[s, min(lo, steps_k - width)] for s, _, lo, _ in members], "int32")
         if len(members) == 1:
-            lo = int(firsts[0, 1])
-            outputs.append(
-                block_call(function, n_extra, remat=training)(
-                    query[:, start:stop],
-                    key[:, lo : lo + width],
-                    value[:, lo : lo + width],
-                    ops.convert_to_tensor(firsts[0]),
-                    *_valid(key_valid, query_valid, lo, width, start, stop),
-                    *weights,
-                )
-            )
+            compute = block_call(function, n_extra, remat=training)
+            outputs.append(_one(compute, *tensors, start, stop, int(firsts[0, 1]), width))
             continue
         compute = block_call(function, n_extra, width, remat=training)
-        args = (query, key, value, key_valid, query_valid, weights)
-        outputs.append(_loop(compute, firsts, width, block, *args))
+        outputs.append(_loop(compute, firsts, width, block, *tensors))
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
+
+
+def unrolled(compute, query, key, value, key_valid, query_valid, weights, spans):
+    """Context (B, Tq, Dv), each block ``(start, stop, lo, hi)`` its own call of ``compute``
+    (``f(q, k, v, first, *valid, *weights)``) on exactly its keys: op by op, where nothing
+    merges the blocks."""
+    tensors = (query, key, value, key_valid, query_valid, weights)
+    outputs = []
+    for start, stop, lo, hi in spans:
+        if hi <= lo:
+            outputs.append(_zeros(value, stop - start))
+        else:
+            outputs.append(_one(compute, *tensors, start, stop, lo, hi - lo))
+    return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
+
+
+def _one(compute, query, key, value, key_valid, query_valid, weights, start, stop, lo, width):
+    """One block: queries ``start:stop`` against keys ``lo:lo + width``."""
+    extras = []
+    if key_valid is not None:
+        extras.append(ops.expand_dims(key_valid[:, lo : lo + width], 1))
+    if query_valid is not None:
+        extras.append(ops.expand_dims(query_valid[:, start:stop], -1))
+    first = ops.convert_to_tensor(np.array([start, lo], dtype="int32"))
+    k, v = key[:, lo : lo + width], value[:, lo : lo + width]
+    return compute(query[:, start:stop], k, v, first, *extras, *weights)
+
+
+def _zeros(value, rows: int):
+    """The context of a block no key is visible to: zeros, as for a fully masked row."""
+    return ops.zeros((ops.shape(value)[0], rows, value.shape[-1]), value.dtype)
 
 
 def block_call(block, n_extra: int, width: int | None = None, remat: bool = True):
@@ -172,12 +195,3 @@ def _window(tensor, lo, width: int):
     rest = tuple(tensor.shape[2:])
     starts = [0, lo, *([0] * len(rest))]
     return ops.slice(tensor, starts, [ops.shape(tensor)[0], width, *rest])
-
-
-def _valid(key_valid, query_valid, lo, width, start, stop) -> list:
-    extras = []
-    if key_valid is not None:
-        extras.append(ops.expand_dims(key_valid[:, lo : lo + width], 1))
-    if query_valid is not None:
-        extras.append(ops.expand_dims(query_valid[:, start:stop], -1))
-    return extras

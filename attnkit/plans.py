@@ -28,13 +28,12 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
 from attnkit.banded import banded
 from attnkit.components import Scorer
 from attnkit.fusion import compiling, fused
-from attnkit.looped import block_call, looped
+from attnkit.looped import block_call, looped, unrolled
 from attnkit.ops import hide_unseen, masked_softmax
 from attnkit.scoring import check_scores, checked_scores, combined_reach, splits
 
@@ -215,51 +214,27 @@ def chunked(
         hi = steps_k if ahead is None else min(steps_k, stop - 1 + ahead + 1)
         spans.append((start, stop, lo, hi))
     weights = [params[name] for name in names]
+    shape = (scorer, tuple(masks), activation, names, n_extra)
 
     def block_function(hide_keys, dropout=None):
-        shape = (scorer, tuple(masks), activation, names, n_extra, hide_keys, seen)
-        return _block_function(*shape, dropout)
+        return _block_function(*shape, hide_keys, seen, dropout)
 
+    tensors = (query, key, value, key_valid, prepared.valid, weights)
     if dropout is not None:
         compute = block_function(hide, dropout)
     elif compiling(query):
         # Unrolled, XLA merges the blocks back into one (B, Tq, Tk, ...) computation or keeps
         # every block's buffers alive at once; in loops it runs one at a time (attnkit.looped).
-        args = (prepared.query, prepared.key, value, key_valid, prepared.valid, weights)
-        return looped(block_function, n_extra, hide, *args, spans, block, training)
+        return looped(block_function, n_extra, hide, *tensors, spans, block, training)
     elif training:
         compute = block_call(block_function(hide), n_extra)
     elif pair_width > 1:
         # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain product's
         # time is its matmuls, which the backend's own kernels do best.
-        compute = fused(
-            _block_function, scorer, tuple(masks), activation, names, n_extra, hide, seen
-        )
+        compute = fused(_block_function, *shape, hide, seen)
     else:
         compute = block_function(hide)
-    outputs = []
-    for start, stop, lo, hi in spans:
-        if hi <= lo:  # no key can be visible: a zero context, as for a fully masked row
-            outputs.append(
-                ops.zeros((ops.shape(value)[0], stop - start, value.shape[-1]), value.dtype)
-            )
-            continue
-        extras = []
-        if key_valid is not None:
-            extras.append(ops.expand_dims(key_valid[:, lo:hi], 1))
-        if prepared.valid is not None:
-            extras.append(ops.expand_dims(prepared.valid[:, start:stop], -1))
-        outputs.append(
-            compute(
-                query[:, start:stop],
-                key[:, lo:hi],
-                value[:, lo:hi],
-                ops.convert_to_tensor(np.array([start, lo], dtype="int32")),
-                *extras,
-                *weights,
-            )
-        )
-    return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
+    return unrolled(compute, *tensors, spans)
 
 
 def kernel_form(scorer, masks, pooling, same_length: bool) -> str | None:
