@@ -53,7 +53,7 @@ def banded(
     (TensorFlow, XLA) and 139 vs 190 ms (JAX, CPU). Op by op (TensorFlow's default on CPU,
     PyTorch) it scores gathered windows, whose gradient took 82 against 134 ms. Dropout on
     the weights also needs gathered windows."""
-    if not splits(scorer) or dropout is not None or (training and not compiling()):
+    if not splits(scorer) or dropout is not None or (training and not compiling(prepared.query)):
         return _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout)
     back, ahead = combined_reach(masks)
     names = tuple(sorted(params))

@@ -13,7 +13,8 @@ function with ``jit_compile=True``, Keras' default for TensorFlow on a GPU), not
 compiled again: the outer compilation fuses the ops already, and on TensorFlow a compiled
 function's gradient taken inside another measured 6.0-6.6 s per training step instead of
 0.05 s (additive+local15 at T=1024, benchmarks/README.md, fifth session).
-This module and :mod:`attnkit.debug` are the only ones in attnkit that import a backend.
+This module, :mod:`attnkit.debug` and :mod:`attnkit.dropout` are the only ones in attnkit that
+import a backend.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from attnkit import debug, plans
+from attnkit.dropout import WeightDropout
 from attnkit.errors import ComponentError, InputShapeError
 from attnkit.inputs import split_shapes, static, unpack, zero_padding
 from attnkit.ops import hide_unseen, masked_softmax, score_dtype
@@ -249,10 +250,7 @@ class AttentionLayer(keras.layers.Layer):
         if plan != "dense":
             dropout = None
             if training and self.dropout > 0:
-
-                def dropout(w):
-                    return keras.random.dropout(w, self.dropout, seed=self.seed_generator)
-
+                dropout = WeightDropout(self.dropout, self.seed_generator)
             try:
                 context = plans.run(
                     plan,
@@ -309,7 +307,7 @@ class AttentionLayer(keras.layers.Layer):
         if self.attention_regularizer_weight > 0:
             self.add_loss(self._regularizer(weights, prepared.valid))
         if training and self.dropout > 0:
-            weights = keras.random.dropout(weights, self.dropout, seed=self.seed_generator)
+            weights = WeightDropout(self.dropout, self.seed_generator)(weights)
         value = ops.cast(value, work)
         context = ops.matmul(weights, value) if pooling.uses_context else None
         output, reported = pooling.pool(pooling_params, context, weights, prepared, value)

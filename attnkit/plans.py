@@ -172,8 +172,8 @@ def _block_function(scorer, masks, activation, names, n_extra, hide, seen, dropo
             k, v = hide_unseen(allowed, k, v)
         scores = checked_scores(scorer, block_params, q, k, activation, "chunked")
         weights = masked_softmax(scores, allowed, rows_see_a_key=seen)
-        if dropout is not None:
-            weights = dropout(weights)
+        if dropout is not None:  # a BlockDropout: the block's mask from its first query
+            weights = dropout(weights, first[0])
         return ops.matmul(weights, v)
 
     return one_block
@@ -216,13 +216,15 @@ def chunked(
     weights = [params[name] for name in names]
     shape = (scorer, tuple(masks), activation, names, n_extra)
 
-    def block_function(hide_keys, dropout=None):
-        return _block_function(*shape, hide_keys, seen, dropout)
+    # One seed per call, drawn here: a block in a loop or recomputed for the backward pass
+    # cannot advance the layer's generator (attnkit.dropout).
+    per_block = None if dropout is None else dropout.per_block()
+
+    def block_function(hide_keys):
+        return _block_function(*shape, hide_keys, seen, per_block)
 
     tensors = (query, key, value, key_valid, prepared.valid, weights)
-    if dropout is not None:
-        compute = block_function(hide, dropout)
-    elif compiling(query):
+    if compiling(query):
         # Unrolled, XLA merges the blocks back into one (B, Tq, Tk, ...) computation or keeps
         # every block's buffers alive at once; in loops it runs one at a time (attnkit.looped).
         return looped(block_function, n_extra, hide, *tensors, spans, block, training)

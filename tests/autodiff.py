@@ -93,9 +93,14 @@ def compiled_layer_grads(layer, inputs, mask):
     elif backend == "jax":
         import jax
 
+        if not layer.built:  # stateless_call needs the variables
+            layer.build([t.shape for t in inputs] if len(inputs) > 1 else inputs[0].shape)
+        # The non-trainable state (a dropout seed generator's) is read, its update dropped.
+        state = [v.value for v in layer.non_trainable_variables]
+
         def loss(values, ts):
             out, _ = layer.stateless_call(
-                values, [], ts if len(ts) > 1 else ts[0], mask=mask, training=True
+                values, state, ts if len(ts) > 1 else ts[0], mask=mask, training=True
             )
             return ops.sum(out * _coefficients(out)), out
 

@@ -115,6 +115,27 @@ def test_loops_give_the_dense_plans_numbers(spec, groups, loops, monkeypatch):
         assert loops == []
 
 
+def test_dropout_keeps_the_loops_and_the_rematerialisation(loops, monkeypatch):
+    """Each block draws its dropout mask from one seed per call (attnkit.dropout), so dropout
+    no longer unrolls the blocks: compiled they run in loops, op by op each block is
+    rematerialised (tests/test_dropout.py checks the gradients against NumPy)."""
+    rematerialised = []
+    original = plans.block_call
+    monkeypatch.setattr(
+        plans, "block_call", lambda *a, **k: rematerialised.append(1) or original(*a, **k)
+    )
+    layer = attnkit.AttentionLayer("additive", plan="chunked", dropout=0.3, seed=2)
+    x, mask = _data()
+    layer.build(x.shape)
+    out, grads = compiled_layer_grads(layer, [x], mask)
+    assert np.isfinite(out).all() and all(np.isfinite(g).all() for g in grads)
+    assert (out[2] == 0).all() and (out[1, 41:] == 0).all()
+    if COMPILED:
+        assert loops == [4] and rematerialised == []
+    else:
+        assert loops == [] and rematerialised == [1]
+
+
 def _compiled_inference(layer, x, mask):
     backend = keras.backend.backend()
     if backend == "tensorflow":

@@ -107,8 +107,8 @@ def test_banded_fused_equals_dense(spec, masks, monkeypatch):
 @pytest.mark.parametrize("spec", ["concat", "dot"])  # their score() does not call project()
 def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypatch):
     """Built-ins split into project() and pair() and are scored one offset at a time for
-    inference, and for training where the step is compiled as a whole (JAX; op by op, training
-    gathers windows, whose gradient is faster there); a scorer that declines
+    inference; an eager training call gathers windows, whose gradient is faster op by op
+    (inside a compiled step training takes offsets: the test below); a scorer that declines
     the split (project() returns None) or has none is scored against gathered windows. All
     with the dense plan's numbers."""
     taken = []
@@ -121,7 +121,7 @@ def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypat
     x, mask = _data()
     for training, path in (
         (False, ["_offset_function"]),
-        (True, ["_offset_function"] if compiling() else ["_gathered", "_gathered_scores"]),
+        (True, ["_gathered", "_gathered_scores"]),
     ):
         taken.clear()
         layer(x, mask=mask, training=training)

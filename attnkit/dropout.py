@@ -1,0 +1,79 @@
+"""Dropout on the attention weights: ``w -> w * m / (1 - rate)``, ``m ~ Bernoulli(1 - rate)``.
+
+The dense and banded plans drop a whole weight tensor at once, drawing from the layer's
+``keras.random.SeedGenerator``. The chunked plan's blocks cannot. A block that runs inside a
+loop (``keras.ops.map``, :mod:`attnkit.looped`) cannot advance a generator, and a block that is
+recomputed in the backward pass (``keras.remat``) would drop other weights there than in the
+forward pass: the gradient would belong to a different function. So the chunked plan draws one
+seed per call, outside its blocks (:meth:`WeightDropout.per_block`), and each block folds its
+first query index into that seed. The draw is stateless: a recomputed block drops exactly what
+its forward pass dropped, and no two blocks of a call share a mask.
+
+The backends' stateless generators take their seeds in different forms, so the one function
+that draws (:func:`stateless_dropout`) imports the backend, as :mod:`attnkit.fusion` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import keras
+from keras import ops
+
+__all__ = ["BlockDropout", "WeightDropout", "stateless_dropout"]
+
+
+@attrs.frozen
+class WeightDropout:
+    """The layer's dropout: ``rate`` of the weights zeroed, the rest scaled by 1 / (1 - rate),
+    each call drawing a new mask from ``seeds``."""
+
+    rate: float
+    seeds: Any = attrs.field(eq=False)  # keras.random.SeedGenerator
+
+    def __call__(self, weights):
+        """Weights (B, Tq, Tk) with dropout applied: one draw from the generator."""
+        return keras.random.dropout(weights, self.rate, seed=self.seeds)
+
+    def per_block(self) -> BlockDropout:
+        """A :class:`BlockDropout` for this call: its seed is the generator's next one."""
+        return BlockDropout(self.rate, self.seeds.next())
+
+
+@attrs.frozen
+class BlockDropout:
+    """Dropout for the blocks of one call: block ``salt`` (its first query index) draws its
+    mask from ``fold_in(seed, salt)``, the same every time the block is computed."""
+
+    rate: float
+    seed: Any  # a (2,) integer tensor, SeedGenerator.next()
+
+    def __call__(self, weights, salt):
+        """Weights (B, block, span) with dropout applied; ``salt`` an int32 scalar tensor."""
+        return stateless_dropout(weights, self.rate, self.seed, salt)
+
+
+def stateless_dropout(weights, rate: float, seed, salt):
+    """``weights * m / (1 - rate)`` with ``m ~ Bernoulli(1 - rate)`` drawn from the stateless
+    generator keyed by ``seed`` (a (2,) integer tensor) and ``salt`` (an integer scalar): the
+    same mask for the same seed and salt, on every call and inside a traced loop."""
+    keep = 1.0 - rate
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        key = jax.random.fold_in(ops.cast(seed, "uint32"), ops.cast(salt, "uint32"))
+        mask = jax.random.bernoulli(key, keep, tuple(weights.shape))
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        # Keras keeps TensorFlow seeds as int64; the stateless ops want int32 under XLA.
+        base = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+        key = tf.random.experimental.stateless_fold_in(base, tf.cast(salt, tf.int32))
+        return tf.nn.experimental.stateless_dropout(weights, rate, seed=key)
+    else:  # PyTorch, NumPy: eager, so the seed has a value to seed a generator with
+        first, second = (int(x) for x in ops.convert_to_numpy(seed))
+        combined = hash((first, second, int(ops.convert_to_numpy(salt)))) & 0xFFFFFFFF
+        return keras.random.dropout(weights, rate, seed=combined)
+    return ops.where(mask, weights / ops.cast(keep, weights.dtype), ops.zeros_like(weights))
