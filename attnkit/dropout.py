@@ -17,20 +17,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import keras
 from keras import ops
 
 __all__ = ["BlockDropout", "WeightDropout", "stateless_dropout"]
 
 
-@attrs.frozen
 class WeightDropout:
     """The layer's dropout: ``rate`` of the weights zeroed, the rest scaled by 1 / (1 - rate),
-    each call drawing a new mask from ``seeds``."""
+    each call drawing a new mask from ``seeds`` (a ``keras.random.SeedGenerator``)."""
 
-    rate: float
-    seeds: Any = attrs.field(eq=False)  # keras.random.SeedGenerator
+    # A plain class, not attrs: torch.compile (dynamo) fails to trace a frozen attrs
+    # __init__ ("'BlockDropout' object has no attribute 'rate'").
+    def __init__(self, rate: float, seeds: Any):
+        self.rate, self.seeds = rate, seeds
 
     def __call__(self, weights):
         """Weights (B, Tq, Tk) with dropout applied: one draw from the generator."""
@@ -41,13 +41,13 @@ class WeightDropout:
         return BlockDropout(self.rate, self.seeds.next())
 
 
-@attrs.frozen
 class BlockDropout:
     """Dropout for the blocks of one call: block ``salt`` (its first query index) draws its
-    mask from ``fold_in(seed, salt)``, the same every time the block is computed."""
+    mask from ``fold_in(seed, salt)``, the same every time the block is computed. ``seed``: a
+    (2,) integer tensor, ``SeedGenerator.next()``."""
 
-    rate: float
-    seed: Any  # a (2,) integer tensor, SeedGenerator.next()
+    def __init__(self, rate: float, seed: Any):
+        self.rate, self.seed = rate, seed
 
     def __call__(self, weights, salt):
         """Weights (B, block, span) with dropout applied; ``salt`` an int32 scalar tensor."""

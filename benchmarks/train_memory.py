@@ -1,11 +1,12 @@
 """Peak memory of a training step: ``python -m benchmarks.train_memory PLAN T [BATCH] [SPEC]
-[--jit] [--steps N] [--predict]``.
+[--jit] [--steps N] [--predict] [--dropout RATE]``.
 
 Builds ``Input((T, 64))`` -> ``AttentionLayer(SPEC, plan=PLAN)`` -> pooling -> ``Dense(1)``, runs
 ``train_on_batch`` (once, or ``--steps`` times) and prints the process's peak RSS (GiB), the
 first step's time (tracing and compiling included) and the median of the others. ``--jit``
 compiles the step as a whole (``jit_compile=True``: XLA on TensorFlow; Keras jits every JAX
-step anyway). ``--predict`` times ``predict`` instead: inference, no gradient. Any backend:
+step anyway). ``--predict`` times ``predict`` instead: inference, no gradient. ``--dropout``:
+the layer's dropout on the weights (training only). Any backend:
 set ``KERAS_BACKEND``. Example:
 ``python -m benchmarks.train_memory chunked 4096 32 additive --jit --steps 3``.
 """
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--jit", action="store_true", help="jit_compile=True")
     parser.add_argument("--steps", dest="repeats", type=int, default=1, help="training steps")
     parser.add_argument("--predict", action="store_true", help="inference instead of training")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout on the weights")
     args = parser.parse_args(argv)
 
     import keras
@@ -38,7 +40,8 @@ def main(argv: list[str]) -> None:
     import attnkit
 
     inputs = keras.Input((args.steps, 64))
-    out = attnkit.AttentionLayer(args.spec, plan=args.plan)(inputs)
+    out = attnkit.AttentionLayer(args.spec, plan=args.plan, dropout=args.dropout, seed=1)
+    out = out(inputs)
     pooled = keras.layers.GlobalAveragePooling1D()(out)
     model = keras.Model(inputs, keras.layers.Dense(1)(pooled))
     model.compile("sgd", "mse", jit_compile=True if args.jit else "auto")
@@ -57,7 +60,8 @@ def main(argv: list[str]) -> None:
     print(
         f"{args.spec} plan={args.plan} T={args.steps} batch={args.batch} "
         f"backend={keras.backend.backend()} jit={args.jit}"
-        f"{' predict' if args.predict else ''}: peak RSS {peak:.2f} GiB; "
+        f"{' predict' if args.predict else ''}"
+        f"{f' dropout={args.dropout}' if args.dropout else ''}: peak RSS {peak:.2f} GiB; "
         f"first step {times[0]:.1f} s{steady}"
     )
 

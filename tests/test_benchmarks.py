@@ -25,9 +25,11 @@ def test_compare_script_runs_and_prints_ratios(capsys):
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
 def test_train_memory_script_runs_compiled_steps(capsys):
     """``benchmarks/train_memory.py`` on any backend, the step compiled as a whole."""
-    train_memory.main(["chunked", "40", "2", "additive+causal", "--jit", "--steps", "2"])
+    train_memory.main(
+        ["chunked", "40", "2", "additive+causal", "--jit", "--steps", "2", "--dropout", "0.1"]
+    )
     out = capsys.readouterr().out
-    assert f"backend={keras.backend.backend()} jit=True" in out
+    assert f"backend={keras.backend.backend()} jit=True dropout=0.1" in out
     assert re.search(r"peak RSS \d+\.\d\d GiB; first step \d+\.\d s, then \d+ ms per step", out)
     train_memory.main(["chunked", "40", "2", "additive", "--jit", "--predict"])
     assert "jit=True predict: peak RSS" in capsys.readouterr().out
