@@ -7,15 +7,15 @@ b_ju)`` once in the forward pass and again, with its gradient, in the backward p
 script times exactly that pairwise work over every (query, key) pair, in query blocks of 16 as
 the chunked plan runs them, with nothing else (no projections, no softmax, no values), op by op
 and compiled with XLA, then the whole layers' forward and backward passes. TensorFlow only; the
-figures are quoted in benchmarks/README.md ("Seventh session")."""
+figures are quoted in benchmarks/README.md ("Against the targets of issue 4")."""
 
 import os
-import statistics
-import time
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
 import tensorflow as tf
+
+from attnkit.bench import median_time
 
 B, T, D, UNITS, BLOCK = 32, 1024, 64, 32, 16
 rng = np.random.RandomState(0)
@@ -70,14 +70,8 @@ def layer_pass(layer):
 
 
 def timed(fn, jit: bool, repeats: int = 5) -> float:
-    compiled = tf.function(fn, jit_compile=jit, autograph=False)
-    compiled()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        compiled()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    """Median milliseconds of ``fn`` as one tf.function, compiled with XLA when ``jit``."""
+    return median_time(tf.function(fn, jit_compile=jit, autograph=False), 1, repeats) * 1000
 
 
 def main() -> None:
