@@ -57,7 +57,9 @@ class BlockDropout:
 def stateless_dropout(weights, rate: float, seed, salt):
     """``weights * m / (1 - rate)`` with ``m ~ Bernoulli(1 - rate)`` drawn from the stateless
     generator keyed by ``seed`` (a (2,) integer tensor) and ``salt`` (an integer scalar): the
-    same mask for the same seed and salt, on every call and inside a traced loop."""
+    same mask for the same seed and salt, on every call and inside a traced loop. TensorFlow's
+    stateless generators draw another mask compiled with XLA than op by op; each mode repeats
+    its own."""
     keep = 1.0 - rate
     backend = keras.backend.backend()
     if backend == "jax":

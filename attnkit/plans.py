@@ -16,6 +16,8 @@
   where the backend can fuse (:mod:`attnkit.fusion`); training rematerialises instead. Inside a
   computation compiled as a whole (JAX, ``jit_compile=True``) the blocks run as loops
   (:mod:`attnkit.looped`): unrolled, XLA merges them back into one computation over every pair.
+  Dropout on the weights changes none of this: each block draws its mask statelessly from one
+  seed per call (:mod:`attnkit.dropout`), the same again when it is recomputed.
 
 A scorer needs no code for any plan: the banded plan scores each query as its own batch row
 against its window, which the conformance suite's batch-independence check guarantees is the
