@@ -233,6 +233,9 @@ class AttentionLayer(keras.layers.Layer):
         )
         single = not isinstance(inputs, (list, tuple))
         plan = self._plan(prepared, single, training=bool(training))
+        dropout = None
+        if training and self.dropout > 0:
+            dropout = WeightDropout(self.dropout, self.seed_generator)
         if plan == "kernel":
             context = plans.kernel(
                 scorer.dot_scale(scorer_params, prepared.query.shape[-1]),
@@ -248,9 +251,6 @@ class AttentionLayer(keras.layers.Layer):
                 output = self._debug(output, "the output", pooling)
             return Attended(ops.cast(output, self.compute_dtype), None, None, None)
         if plan != "dense":
-            dropout = None
-            if training and self.dropout > 0:
-                dropout = WeightDropout(self.dropout, self.seed_generator)
             try:
                 context = plans.run(
                     plan,
@@ -306,8 +306,8 @@ class AttentionLayer(keras.layers.Layer):
             )
         if self.attention_regularizer_weight > 0:
             self.add_loss(self._regularizer(weights, prepared.valid))
-        if training and self.dropout > 0:
-            weights = WeightDropout(self.dropout, self.seed_generator)(weights)
+        if dropout is not None:
+            weights = dropout(weights)
         value = ops.cast(value, work)
         context = ops.matmul(weights, value) if pooling.uses_context else None
         output, reported = pooling.pool(pooling_params, context, weights, prepared, value)

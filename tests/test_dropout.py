@@ -27,22 +27,22 @@ def _layer(spec):
     return attnkit.AttentionLayer(spec, plan="chunked", dropout=RATE, seed=SEED)
 
 
-def _drawn_weights(spec, grads_of=layer_grads):
+def _drawn_weights(spec, compiled=False):
     """The dropped weights (B, T, T) a fresh layer with the test's seed draws on its first
-    training call under ``grads_of`` (TensorFlow's stateless generators draw other masks
+    training call, ``compiled`` or not (TensorFlow's stateless generators draw other masks
     compiled with XLA than op by op): a zero query gives every visible key the same score, so
     the weights are uniform over them, and one-hot values make the context the weights."""
     query = np.zeros((BATCH, STEPS, FEATURES), "float32")
     key = np.random.RandomState(1).randn(BATCH, STEPS, FEATURES).astype("float32")
     value = np.broadcast_to(np.eye(STEPS, dtype="float32"), (BATCH, STEPS, STEPS))
-    out, _ = _grads(grads_of, _layer(spec), [query, value, key])
+    out, _ = _grads(compiled, _layer(spec), [query, value, key])
     return out
 
 
-def _grads(grads_of, layer, inputs):
-    if grads_of is layer_grads:
-        return layer_grads(layer, inputs, None, training=True)
-    return compiled_layer_grads(layer, inputs, None)
+def _grads(compiled, layer, inputs):
+    if compiled:
+        return compiled_layer_grads(layer, inputs, None)
+    return layer_grads(layer, inputs, None, training=True)
 
 
 def _visible(spec):
@@ -128,9 +128,8 @@ def test_the_backward_pass_drops_what_the_forward_pass_dropped(spec, compiled):
         pytest.skip("PyTorch compiles no whole step here: the op-by-op case covers it")
     rng = np.random.RandomState(3)
     query, value, key = (rng.randn(BATCH, STEPS, FEATURES).astype("float32") for _ in range(3))
-    grads_of = compiled_layer_grads if compiled else layer_grads
-    kept = _drawn_weights(spec, grads_of) > 0
-    out, grads = _grads(grads_of, _layer(spec), [query, value, key])
+    kept = _drawn_weights(spec, compiled) > 0
+    out, grads = _grads(compiled, _layer(spec), [query, value, key])
     want_out, want_grads = _reference(spec, query, value, key, kept)
     np.testing.assert_allclose(out, want_out, rtol=1e-4, atol=1e-5)
     for got, want in zip(grads, want_grads, strict=True):
