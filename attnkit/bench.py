@@ -6,7 +6,9 @@ and one that runs out of memory is reported instead of taking the command down:
 
 - time: the median over ``repeats`` calls, after ``warmup`` calls that compile, of
   ``model.predict_on_batch`` (forward) or ``model.train_on_batch`` (a training step, SGD on a
-  mean squared error), for a model ``Input -> layer -> (GlobalAveragePooling1D) -> Dense(1)``;
+  mean squared error), for a model ``Input -> Dense(D) -> layer -> (GlobalAveragePooling1D)
+  -> Dense(1)``: the projection below the layer makes a training step differentiate the layer
+  with respect to its inputs, as in a real model (``dot`` has no weights of its own);
 - memory: the subprocess's peak resident set size minus that of a baseline subprocess that
   imports keras (and attnkit, as every worker does: it runs as ``-m attnkit.bench``) and
   builds nothing.
@@ -302,12 +304,13 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
 
     shape = tuple(job["shape"])
     inputs = keras.Input(shape)
+    hidden = keras.layers.Dense(shape[-1])(inputs)
     if job["layer"] == "attnkit":
         from attnkit.layer import AttentionLayer
 
-        outputs = AttentionLayer(job["spec"])(inputs)
+        outputs = AttentionLayer(job["spec"])(hidden)
     else:
-        outputs = keras.layers.Attention()([inputs, inputs], use_causal_mask=job["causal"])
+        outputs = keras.layers.Attention()([hidden, hidden], use_causal_mask=job["causal"])
     if len(outputs.shape) == 3:
         outputs = keras.layers.GlobalAveragePooling1D()(outputs)
     model = keras.Model(inputs, keras.layers.Dense(1)(outputs))

@@ -315,10 +315,9 @@ def render(report: dict[str, Any], width: int = 100) -> str:
         lines += textwrap.wrap(
             entry["reason"], width, initial_indent=head, subsequent_indent=" " * len(head)
         )
-    elsewhere = [b for b in report["kernel_backends"] if b != report["backend"]]
-    if elsewhere:
+    if report["kernel_backends"] and not any(p["plan"] == "kernel" for p in report["plans"]):
         lines += textwrap.wrap(
-            f"on {' and '.join(elsewhere)} the fused kernel plan runs instead (the backend's "
+            "on torch, and on jax with a GPU, the fused kernel plan runs instead (the backend's "
             "dot_product_attention computes this spec exactly)",
             width,
             initial_indent="  ",

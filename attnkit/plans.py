@@ -8,7 +8,8 @@
   kernels on GPU, torch's fused CPU kernel), for specs it can express exactly: a scorer that is a
   scaled dot product (:meth:`Scorer.dot_scale`), masks that are ``full`` or ``causal``
   (:meth:`Mask.kernel_form`), the ``seq`` pooling, no returned weights, no attention
-  activation, no dropout while training. Chosen automatically on JAX and torch.
+  activation, no dropout while training. Chosen automatically on torch and on JAX with a GPU
+  (:func:`kernel_by_default`).
 - ``chunked``: query blocks, each scored against only the keys the masks can allow (``causal``
   skips the future: about half the work) and rematerialised in the backward pass, so memory is
   O(B block Tk) instead of O(B Tq Tk), times the scorer's ``pair_width`` (``units`` for additive).
@@ -54,6 +55,22 @@ PLANS = ("auto", "dense", "banded", "chunked", "kernel")
 #: Backends whose dot_product_attention is a fused kernel. TensorFlow's is the same ops the
 #: dense plan runs, so there the kernel plan is only taken when asked for.
 KERNEL_BACKENDS = ("jax", "torch")
+
+
+def kernel_by_default() -> bool:
+    """Whether ``auto`` takes the kernel plan on this backend and device: on torch (a fused
+    kernel on CPU and GPU; 3-5x faster than the dense plan on a CPU) and on JAX with a GPU
+    (cuDNN's flash attention). JAX's CPU ``dot_product_attention`` is XLA ops in a
+    (B, T, heads, D) layout, slower than the dense plan there (benchmarks/README.md,
+    "Eighth session")."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    return backend in KERNEL_BACKENDS
+
+
 #: Pairs x pair width per sample above which the automatic choice stops materialising
 #: every (query, key) pair at once.
 CHUNK_ABOVE = 2**22
@@ -89,7 +106,8 @@ def choose(
     reads them) and many-to-one poolings keep the dense plan; so does an unknown length for
     ``chunked``, whose blocks are laid out when the graph is built, and queries and keys of
     different lengths for ``banded``. ``kernel_ok``: :func:`kernel_form` accepted the spec and
-    the call (no activation, no dropout); then ``auto`` takes ``kernel`` on JAX and torch, and
+    the call (no activation, no dropout); then ``auto`` takes ``kernel`` where
+    :func:`kernel_by_default`, and
     ``kernel`` asked for where it cannot run falls back to what ``auto`` would pick.
     ``training``: the banded plan gathers windows for the gradient unless the step is compiled
     as a whole (:func:`attnkit.banded.banded`), so a training step past ``BANDED_MAX`` takes
@@ -97,9 +115,7 @@ def choose(
     length."""
     if plan == "dense" or needs_weights or pooling.many_to_one or not pooling.uses_context:
         return "dense"
-    if kernel_ok and (
-        plan == "kernel" or (plan == "auto" and keras.backend.backend() in KERNEL_BACKENDS)
-    ):
+    if kernel_ok and (plan == "kernel" or (plan == "auto" and kernel_by_default())):
         return "kernel"
     if plan == "kernel":
         plan = "auto"

@@ -3,13 +3,19 @@
     python -m benchmarks.compare                  # the issue's table: batch 32, 64 features
     python -m benchmarks.compare --tiny           # a smoke run on tiny shapes (used in CI)
     python -m benchmarks.compare --lengths 1024 4096 --only causal
+    python -m benchmarks.compare --backend jax --only dot --dtype bfloat16   # e.g. on a GPU
 
-Every measurement runs in its own subprocess: median time per batch over ``--repeats`` calls
-(``fwd``: the model called in a tf.function; ``train``: ``train_on_batch`` as Keras compiles it
-by default, op by op on a CPU; ``xla``: ``train_on_batch`` with ``jit_compile=True``, Keras'
-default on a GPU; pick with ``--modes``), and peak memory as the
-subprocess's max RSS minus that of a baseline process that imports the framework and builds a
-model with no attention layer.
+Every measurement runs in its own subprocess (``benchmarks/worker.py``, which says exactly
+what each mode times): median time per batch over ``--repeats`` calls (``fwd``: inference,
+compiled; ``train``: one SGD step as the backend runs it by default, op by op on TensorFlow's
+CPU; ``xla``: TensorFlow's step with ``jit_compile=True``; pick with ``--modes``), and peak
+memory above a baseline process that builds a model with no attention layer: the process's
+peak RSS on a CPU, the device's peak allocation on a GPU.
+
+Peers: Keras' own layers, keras-self-attention, a transcription of the ``attention`` package,
+and ``keras.ops.dot_product_attention`` (``sdpa``: the backend picks its kernel; on a GPU also
+``flash``: its flash path demanded, which wants ``--dtype bfloat16`` or ``float16``). A peer
+whose package is missing (keras-self-attention needs TensorFlow) shows ``n/a`` and why.
 """
 
 from __future__ import annotations
@@ -17,10 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-
-from attnkit.bench import run_worker
 
 #: (row label, attnkit layer, peer layer or None); ratios are attnkit / peer.
 PAIRS = [
@@ -33,80 +36,71 @@ PAIRS = [
     ("bahdanau+last", "attnkit:bahdanau+last(units=128)", "attention:bahdanau"),
     ("general+last", "attnkit:general+last(units=128)", "attention:luong"),
     ("Keras AdditiveAttention", None, "keras:additive"),
+    ("dot sdpa", "attnkit:dot", "keras:sdpa"),
+    ("dot causal sdpa", "attnkit:dot+causal", "keras:sdpa-causal"),
+    ("dot flash", "attnkit:dot", "keras:flash"),
+    ("dot causal flash", "attnkit:dot+causal", "keras:flash-causal"),
 ]
 
-WORKER = r"""
-import json, os, resource, sys
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import numpy as np, keras, tensorflow as tf
-job = json.loads(sys.argv[1])
-batch, steps, features, mode = job["batch"], job["steps"], job["features"], job["mode"]
-sys.path.insert(0, job["root"])
-from benchmarks.peers import build
-inputs = keras.Input((steps, features))
-if job["layer"] == "baseline":
-    out = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(inputs))
-else:
-    out = build(job["layer"])(inputs)
-    if len(out.shape) == 3:
-        out = keras.layers.GlobalAveragePooling1D()(out)
-    out = keras.layers.Dense(1)(out)
-model = keras.Model(inputs, out)
-x = np.random.RandomState(0).randn(batch, steps, features).astype("float32")
-y = np.zeros((batch, 1), "float32")
-if mode in ("train", "xla"):
-    model.compile(keras.optimizers.SGD(1e-3), "mse", jit_compile=True if mode == "xla" else "auto")
-    step = lambda: model.train_on_batch(x, y)
-else:
-    forward = tf.function(lambda t: model(t, training=False))
-    step = lambda: forward(x).numpy()
-from attnkit.bench import median_time
-seconds = median_time(step, job["warmup"], job["repeats"])
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"seconds": seconds, "rss": rss}))
-"""
+#: Peers that need a GPU: on a CPU their rows are left out.
+GPU_ONLY = {"keras:flash", "keras:flash-causal"}
 
 
-def measure(layer, steps, mode, args) -> dict | None:
+def _worker_env(backend: str) -> dict:
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def measure(layer, steps, mode, args) -> dict:
+    """One worker process (``benchmarks/worker.py``): time and peak memory, or ``error``."""
     job = dict(
         layer=layer,
         steps=steps,
         mode=mode,
         batch=args.batch,
         features=args.features,
+        dtype=args.dtype,
         warmup=args.warmup,
         repeats=args.repeats,
-        root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
-    return run_worker([sys.executable, "-c", WORKER, json.dumps(job)], args.timeout)
+    # Imported here: the parent imports keras (through attnkit) only once main() has set the
+    # workers' backend, which may be the only one installed (a GPU image without TensorFlow).
+    from attnkit.bench import run_worker
+
+    command = [sys.executable, "-m", "benchmarks.worker", json.dumps(job)]
+    return run_worker(command, args.timeout, _worker_env(args.backend))
 
 
-def matmul_peak(args) -> float:
-    """GFLOP/s of a large float32 matmul on this machine (the roofline for dot attention)."""
-    code = (
-        "import os, time; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'; import tensorflow as tf\n"
-        "a = tf.random.normal((4096, 4096)); f = tf.function(lambda: tf.matmul(a, a))\n"
-        "f(); t = time.perf_counter(); [f().numpy() for _ in range(5)]\n"
-        "print(5 * 2 * 4096**3 / (time.perf_counter() - t) / 1e9)"
-    )
-    if args.tiny:
-        return float("nan")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # noqa: S603
-    return float(done.stdout.strip().splitlines()[-1])
-
-
-def _fmt_time(result):
-    return result["error"] if "error" in result else f"{result['seconds'] * 1e3:8.1f} ms"
-
-
-def _fmt_mem(result, baseline):
+def matmul_peak(args) -> dict:
+    """The backend's device (``cpu`` or ``gpu``) and its float32 matmul GFLOP/s."""
+    result = measure("matmul", 0, "", args)
     if "error" in result:
+        raise SystemExit(f"the {args.backend} backend does not run here: {result['error']}")
+    if args.tiny:
+        result["gflops"] = float("nan")
+    return result
+
+
+def _ok(result) -> bool:
+    return bool(result) and "error" not in result
+
+
+def _fmt_time(result) -> str:
+    if not result:
         return "-"
-    return f"{max(0, result['rss'] - baseline) / 2**30:5.2f} GiB"
+    return "n/a" if "error" in result else f"{result['seconds'] * 1e3:8.1f} ms"
 
 
-def _ratio(a, b):
-    if a is None or b is None or "error" in a or "error" in b:
+def _fmt_mem(result, baseline) -> str:
+    if not _ok(result):
+        return "-"
+    return f"{max(0, result['memory'] - baseline) / 2**30:5.2f} GiB"
+
+
+def _ratio(a, b) -> str:
+    if not (_ok(a) and _ok(b)):
         return "-"
     ratio = a["seconds"] / b["seconds"]
     # Three decimals and the speed-up below 0.1, where two would read 0.01 for 50x and 99x.
@@ -127,14 +121,35 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--only", default="", help="rows whose label contains this")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument(
+        "--backend",
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        choices=["tensorflow", "jax", "torch"],
+        help="the Keras backend of every worker (default: KERAS_BACKEND, else tensorflow)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16", "mixed_bfloat16", "mixed_float16"],
+        help="the Keras dtype policy of every layer",
+    )
     parser.add_argument("--timeout", type=int, default=900)
     parser.add_argument("--tiny", action="store_true", help="smoke run: T=32, batch 2, 1 repeat")
     args = parser.parse_args(argv)
     if args.tiny:
         args.lengths, args.batch, args.features, args.repeats, args.warmup = [32], 2, 8, 1, 1
+    if "keras" not in sys.modules:  # run as a script: keras is imported later, with this backend
+        os.environ.update(KERAS_BACKEND=args.backend, TF_CPP_MIN_LOG_LEVEL="3")
+    if args.backend != "tensorflow" and "xla" in args.modes:
+        print(f"mode xla left out: it is TensorFlow's jit_compile=True ({args.backend}: see train)")
+        args.modes = [mode for mode in args.modes if mode != "xla"]
     peak = matmul_peak(args)
+    gflops, device = peak["gflops"], peak["device"]
+    memory = "peak GPU allocation" if device == "gpu" else "peak RSS"
     print(
-        f"batch {args.batch}, {args.features} features, float32; matmul peak {peak:.0f} GFLOP/s",
+        f"{args.backend} on {device}, batch {args.batch}, {args.features} features, "
+        f"{args.dtype}; float32 matmul peak {gflops:.0f} GFLOP/s; memory: {memory} above a "
+        "model with no attention layer",
         flush=True,
     )
     header = (
@@ -143,44 +158,35 @@ def main(argv=None) -> int:
     )
     print(header)
     print("-" * len(header))
-    rows = []
+    rows, notes, seen = [], [], {}
     for steps in args.lengths:
         baselines = {mode: measure("baseline", steps, mode, args) for mode in args.modes}
         for label, ours, peer in PAIRS:
-            if args.only not in label:
+            if args.only not in label or (peer in GPU_ONLY and device != "gpu"):
                 continue
             for mode in args.modes:
-                base = baselines[mode].get("rss", 0)
-                mine = measure(ours, steps, mode, args) if ours else None
+                base = baselines[mode].get("memory", 0)
+                # attnkit's dot faces three peers: measured once, shown in each row
+                if ours and (ours, steps, mode) not in seen:
+                    seen[ours, steps, mode] = measure(ours, steps, mode, args)
+                mine = seen.get((ours, steps, mode))
                 theirs = None if args.no_peers or peer is None else measure(peer, steps, mode, args)
+                for who, result in (("attnkit", mine), (peer, theirs)):
+                    if result and "error" in result:
+                        notes.append(f"{label} T={steps} {mode}, {who}: {result['error']}")
                 note = ""
-                if (
-                    label == "dot"
-                    and mode == "fwd"
-                    and mine
-                    and "error" not in mine
-                    and peak == peak
-                ):
+                if label == "dot" and mode == "fwd" and _ok(mine) and gflops == gflops:
                     flops = 4 * args.batch * steps * steps * args.features
-                    note = f"{flops / mine['seconds'] / 1e9 / peak:.0%} of matmul peak"
+                    note = f"{flops / mine['seconds'] / 1e9 / gflops:.0%} of matmul peak"
                 print(
-                    f"{label:<26} {steps:>6} {mode:<5} "
-                    f"{_fmt_time(mine) if mine else '-':>11} "
-                    f"{_fmt_time(theirs) if theirs else '-':>11} {_ratio(mine, theirs):>12} "
-                    f"{_fmt_mem(mine, base) if mine else '-':>11} "
-                    f"{_fmt_mem(theirs, base) if theirs else '-':>9}  {note}",
+                    f"{label:<26} {steps:>6} {mode:<5} {_fmt_time(mine):>11} "
+                    f"{_fmt_time(theirs):>11} {_ratio(mine, theirs):>12} "
+                    f"{_fmt_mem(mine, base):>11} {_fmt_mem(theirs, base):>9}  {note}",
                     flush=True,
                 )
-                rows.append(
-                    {
-                        "label": label,
-                        "steps": steps,
-                        "mode": mode,
-                        "attnkit": mine,
-                        "peer": theirs,
-                        "baseline_rss": base,
-                    }
-                )
+                rows.append({"label": label, "steps": steps, "mode": mode, "attnkit": mine})
+    if notes:
+        print("\nnot measured:", *notes, sep="\n  ")
     failed = [r for r in rows if r["attnkit"] and "error" in r["attnkit"]]
     return 1 if failed else 0
 

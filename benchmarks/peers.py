@@ -6,6 +6,10 @@ import keras
 from keras import ops
 
 
+class PeerMissing(RuntimeError):
+    """A peer's package cannot be imported here; its row says so instead of timing it."""
+
+
 class AttentionPackage(keras.layers.Layer):
     """A plain Keras transcription of the ``attention`` package's layer (it no longer runs on
     Keras 3): h_t = last step, score luong (h_t W h_s) or bahdanau, tanh(W_c [c; h_t])."""
@@ -49,6 +53,23 @@ class _KerasSelf(keras.layers.Layer):
         return self.inner([x, x], use_causal_mask=self.causal)
 
 
+class DotProductAttention(keras.layers.Layer):
+    """Self-attention through ``keras.ops.dot_product_attention``, one head, scale 1 (attnkit's
+    ``dot``): the backend's fused kernel. ``flash``: None lets the backend choose (its flash
+    path on a GPU where dtype and shapes allow, its plain path otherwise); True demands it."""
+
+    def __init__(self, causal=False, flash=None, **kwargs):
+        super().__init__(**kwargs)
+        self.causal, self.flash = causal, flash
+
+    def call(self, x):
+        heads = ops.expand_dims(x, 2)  # (B, T, 1, D)
+        context = ops.dot_product_attention(
+            heads, heads, heads, scale=1.0, is_causal=self.causal, flash_attention=self.flash
+        )
+        return ops.squeeze(context, 2)
+
+
 def build(name: str):
     """A layer from a benchmark name: ``attnkit:SPEC``, ``keras:dot``, ``ksa:additive15``..."""
     kind, _, arg = name.partition(":")
@@ -64,8 +85,17 @@ def build(name: str):
             return _KerasSelf(keras.layers.Attention(), causal=True)
         if arg == "additive":
             return _KerasSelf(keras.layers.AdditiveAttention())
+        # sdpa, sdpa-causal (flash where the backend can), flash, flash-causal (flash or fail)
+        kernel, _, causal = arg.partition("-")
+        if kernel in ("sdpa", "flash"):
+            return DotProductAttention(causal=bool(causal), flash=kernel == "flash" or None)
     if kind == "ksa":
-        from keras_self_attention import SeqSelfAttention
+        if keras.backend.backend() != "tensorflow":  # it is written on tf.keras
+            raise PeerMissing("keras-self-attention runs on the tensorflow backend only")
+        try:
+            from keras_self_attention import SeqSelfAttention
+        except ImportError as error:
+            raise PeerMissing(f"not installed: keras-self-attention ({error})") from None
 
         if arg.startswith("additive"):
             # additive, additive15 (attention_width=15), additive15-causal (history_only too)

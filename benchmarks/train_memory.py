@@ -1,7 +1,8 @@
 """Peak memory of a training step: ``python -m benchmarks.train_memory PLAN T [BATCH] [SPEC]
 [--jit] [--steps N] [--predict] [--dropout RATE]``.
 
-Builds ``Input((T, 64))`` -> ``AttentionLayer(SPEC, plan=PLAN)`` -> pooling -> ``Dense(1)``, runs
+Builds ``Input((T, 64))`` -> ``Dense(64)`` -> ``AttentionLayer(SPEC, plan=PLAN)`` -> pooling ->
+``Dense(1)`` (the projection: a step differentiates the layer with respect to its inputs), runs
 ``train_on_batch`` (once, or ``--steps`` times) and prints the process's peak RSS (GiB), the
 first step's time (tracing and compiling included) and the median of the others. ``--jit``
 compiles the step as a whole (``jit_compile=True``: XLA on TensorFlow; Keras jits every JAX
@@ -41,7 +42,7 @@ def main(argv: list[str]) -> None:
 
     inputs = keras.Input((args.steps, 64))
     out = attnkit.AttentionLayer(args.spec, plan=args.plan, dropout=args.dropout, seed=1)
-    out = out(inputs)
+    out = out(keras.layers.Dense(64)(inputs))
     pooled = keras.layers.GlobalAveragePooling1D()(out)
     model = keras.Model(inputs, keras.layers.Dense(1)(pooled))
     model.compile("sgd", "mse", jit_compile=True if args.jit else "auto")

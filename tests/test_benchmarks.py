@@ -1,24 +1,61 @@
-"""A smoke run of the benchmark script on tiny shapes (the benchmarks themselves are not CI's)."""
+"""A smoke run of the benchmark scripts on tiny shapes (the benchmarks themselves are not CI's),
+and the peers they time checked against the formula they stand in for."""
 
 from __future__ import annotations
 
 import re
 
 import keras
+import numpy as np
 import pytest
 
-from benchmarks import compare, train_memory
+from attnkit import AttentionLayer
+from benchmarks import compare, peers, train_memory
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="benchmarks/compare.py times tf.function"
-)
 def test_compare_script_runs_and_prints_ratios(capsys):
-    assert compare.main(["--tiny", "--only", "dot causal", "--modes", "fwd"]) == 0
+    """Every worker runs on the backend under test (a GPU image may have no TensorFlow)."""
+    backend = keras.backend.backend()
+    argv = ["--tiny", "--only", "dot causal", "--modes", "fwd", "train", "--backend", backend]
+    assert compare.main(argv) == 0
     out = capsys.readouterr().out
-    row = next(line for line in out.splitlines() if line.startswith("dot causal"))
-    assert re.search(r"\d+\.\d ms\s+\d+\.\d ms\s+\d+\.\d\d", row), row
+    assert out.startswith(f"{backend} on cpu") or out.startswith(f"{backend} on gpu"), out
+    rows = [line for line in out.splitlines() if line.startswith("dot causal")]
+    # dot causal against keras.layers.Attention and against dot_product_attention, both modes
+    assert len(rows) == 4, out
+    for row in rows:
+        assert re.search(r"\d+\.\d ms\s+\d+\.\d ms\s+\d+\.\d\d", row), row
+
+
+def _reference(x, causal):
+    scores = np.einsum("btd,bsd->bts", x, x)
+    if causal:
+        scores = np.where(np.tril(np.ones(scores.shape[1:], bool)), scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    return np.einsum("bts,bsd->btd", weights / weights.sum(-1, keepdims=True), x)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_dot_product_attention_peer_computes_attnkits_dot(causal):
+    """The ``sdpa`` peer is the formula of attnkit's ``dot`` (scale 1), so its row compares
+    like with like: both equal softmax(x x^T) x, causal or not."""
+    x = np.random.default_rng(0).standard_normal((2, 12, 8)).astype("float32") * 0.5
+    expected = _reference(x.astype("float64"), causal)
+    peer = peers.build("keras:sdpa-causal" if causal else "keras:sdpa")
+    ours = AttentionLayer("dot+causal" if causal else "dot")
+    for layer in (peer, ours):
+        out = keras.ops.convert_to_numpy(layer(x))
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_missing_peer_is_reported_not_raised_deep():
+    if keras.backend.backend() == "tensorflow":
+        pytest.importorskip("keras_self_attention", reason="keras-self-attention not installed")
+        assert peers.build("ksa:additive15").attention_width == 15
+    else:
+        with pytest.raises(peers.PeerMissing, match="tensorflow backend only"):
+            peers.build("ksa:additive15")
 
 
 # torch.compile of Keras' torch training step warns so for a model of plain Keras layers too.

@@ -32,6 +32,12 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(plans, "CHUNK_TARGET", 16)
 
 
+def _jax_on_gpu() -> bool:
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 def _data(seed=0):
     rng = np.random.RandomState(seed)
     x = rng.uniform(-1.5, 1.5, (3, STEPS, FEATURES)).astype("float32")
@@ -182,11 +188,13 @@ class TestKernel:
         assert self.plan_of("dot", [q, v]) == "kernel"
         assert self.plan_of("dot+causal", [q, v]) == "dense"
 
-    def test_auto_takes_it_on_jax_and_torch_only(self):
+    def test_auto_takes_it_on_torch_and_on_jax_with_a_gpu_only(self):
         layer = attnkit.AttentionLayer("dot+causal")
         x = ops.zeros((2, 9, 4))
-        expected = "kernel" if keras.backend.backend() in ("jax", "torch") else "dense"
-        assert layer._plan(attnkit.Prepared(x, x, None), True) == expected
+        backend = keras.backend.backend()
+        fused = backend == "torch" or (backend == "jax" and _jax_on_gpu())
+        assert plans.kernel_by_default() == fused
+        assert layer._plan(attnkit.Prepared(x, x, None), True) == ("kernel" if fused else "dense")
 
     def test_cross_attention_with_other_value_size_and_padding(self):
         rng = np.random.RandomState(3)
