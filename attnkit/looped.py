@@ -80,10 +80,10 @@ def looped(
     weights,
     spans,
     block,
-    training: bool = True,
+    remat: bool = True,
 ):
     """Context (B, Tq, Dv), one group of blocks per loop (:func:`groups`), each block
-    rematerialised when ``training``. ``block_of(hide_keys)``: the block function ``f(q, k, v,
+    rematerialised when ``remat``. ``block_of(hide_keys)``: the block function ``f(q, k, v,
     first, *valid, *weights)`` (``n_extra`` valid masks); ``hide``: whether blocks must zero the
     keys none of their queries may see even when they get exactly their own keys."""
     outputs, steps_k = [], int(key.shape[1])
@@ -97,10 +97,10 @@ def looped(
         function = block_of(hide or padded)
         firsts = np.array([[s, min(lo, steps_k - width)] for s, _, lo, _ in members], "int32")
         if len(members) == 1:
-            compute = block_call(function, n_extra, remat=training)
+            compute = block_call(function, n_extra, remat=remat)
             outputs.append(_one(compute, *tensors, start, stop, int(firsts[0, 1]), width))
             continue
-        compute = block_call(function, n_extra, width, remat=training)
+        compute = block_call(function, n_extra, width, remat=remat)
         outputs.append(_loop(compute, firsts, width, block, *tensors))
     return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
 

@@ -12,7 +12,9 @@
   (:func:`kernel_by_default`).
 - ``chunked``: query blocks, each scored against only the keys the masks can allow (``causal``
   skips the future: about half the work) and rematerialised in the backward pass, so memory is
-  O(B block Tk) instead of O(B Tq Tk), times the scorer's ``pair_width`` (``units`` for additive).
+  O(B block Tk) instead of O(B Tq Tk), times the scorer's ``pair_width`` (``units`` for additive);
+  a plain product's blocks are kept instead while they score at most ``REMAT_ABOVE`` pairs
+  per sample (:func:`rematerialises`).
   For inference with a pairwise scorer (``pair_width`` > 1) each block runs as one fused kernel
   where the backend can fuse (:mod:`attnkit.fusion`); training rematerialises instead. Inside a
   computation compiled as a whole (JAX, ``jit_compile=True``) the blocks run as loops
@@ -76,6 +78,9 @@ def kernel_by_default() -> bool:
 CHUNK_ABOVE = 2**22
 #: Target pairs x pair width per sample in one chunk.
 CHUNK_TARGET = 2**21
+#: Pairs per sample that a plain product's blocks (pair width 1) may keep for the backward pass
+#: instead of recomputing them (:func:`rematerialises`).
+REMAT_ABOVE = 2**24
 #: Floats per sample the banded plan may gather before bounded masks switch to chunks.
 BANDED_MAX = 2**26
 #: Pairs x pair width per sample from which a bounded mask runs banded rather than dense, for
@@ -157,6 +162,21 @@ def _block_size(steps_k: int, pair_width: int, reach: int | None = None) -> int:
         if 2 * block * span * pair_width > target:
             return block
         block *= 2
+
+
+def rematerialises(spans, pair_width: int) -> bool:
+    """Whether a training step recomputes the chunked plan's blocks in its backward pass
+    rather than keeping what they computed: always for a pairwise scorer (it would keep several
+    floats per pair and unit: 12.5 GiB for keras-self-attention's additive at T=1024), and for
+    a plain product once its blocks score more than ``REMAT_ABOVE`` pairs per sample.
+
+    Below that, what the blocks keep is a fraction of what the dense plan or Keras keeps, and
+    recomputing costs a forward pass: dot+causal at T=4096 (batch 32, TensorFlow op by op)
+    trained in 1998 ms and 2.4 GiB keeping them, 2388 ms and 1.6 GiB recomputing them, and
+    3702 ms and 6.5 GiB for ``keras.layers.Attention(use_causal_mask=True)``
+    (benchmarks/README.md, "Eighth session")."""
+    pairs = sum((stop - start) * (hi - lo) for start, stop, lo, hi in spans)
+    return pair_width > 1 or pairs > REMAT_ABOVE
 
 
 def rows_see_a_key(masks, key_valid, query_valid) -> bool:
@@ -242,12 +262,13 @@ def chunked(
         return _block_function(*shape, hide_keys, seen, per_block)
 
     tensors = (query, key, value, key_valid, prepared.valid, weights)
+    remat = training and rematerialises(spans, pair_width)
     if compiling(query):
         # Unrolled, XLA merges the blocks back into one (B, Tq, Tk, ...) computation or keeps
         # every block's buffers alive at once; in loops it runs one at a time (attnkit.looped).
-        return looped(block_function, n_extra, hide, *tensors, spans, block, training)
+        return looped(block_function, n_extra, hide, *tensors, spans, block, remat)
     elif training:
-        compute = block_call(block_function(hide), n_extra)
+        compute = block_call(block_function(hide), n_extra, remat=remat)
     elif pair_width > 1:
         # Pairwise elementwise work (additive scorers) dominates: fuse it. A plain product's
         # time is its matmuls, which the backend's own kernels do best.

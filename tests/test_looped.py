@@ -4,6 +4,8 @@ the loops really taken, the keys a group pads in still hidden."""
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -207,3 +209,36 @@ def test_keras_compiled_training_takes_the_loops(loops):
         assert loops and set(loops) == {4}
     else:
         assert loops == []
+
+
+@pytest.mark.parametrize("spec", ["dot+causal", "general", "additive+causal"])
+@pytest.mark.parametrize("budget", ["kept", "recomputed"])
+@pytest.mark.parametrize(
+    "grads_of",
+    [functools.partial(layer_grads, training=True), compiled_layer_grads],
+    ids=["eager", "compiled"],
+)
+def test_plain_products_keep_their_blocks_within_the_budget(spec, budget, grads_of, monkeypatch):
+    """A plain product's blocks are kept for the backward pass while they score at most
+    REMAT_ABOVE pairs per sample, and recomputed past it; a pairwise scorer's always are.
+    Either way the gradients are the dense plan's."""
+    if budget == "recomputed":
+        monkeypatch.setattr(plans, "REMAT_ABOVE", STEPS * STEPS // 4)
+    calls = []
+    for module in (plans, looped):
+        original = module.block_call
+
+        def spy(*args, _original=original, **kwargs):
+            calls.append(kwargs.get("remat", True))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, "block_call", spy)
+    dense, chunked = _pair(spec)
+    x, mask = _data()
+    expected = layer_grads(dense, [x], mask)
+    out, grads = grads_of(chunked, [x], mask)
+    pairwise = spec.startswith("additive")
+    assert calls and set(calls) == {pairwise or budget == "recomputed"}
+    np.testing.assert_allclose(out, expected[0], rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected[1], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
