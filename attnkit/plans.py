@@ -114,9 +114,9 @@ def choose(
     the call (no activation, no dropout); then ``auto`` takes ``kernel`` where
     :func:`kernel_by_default`, and
     ``kernel`` asked for where it cannot run falls back to what ``auto`` would pick.
-    ``training``: the banded plan gathers windows for the gradient unless the step is compiled
-    as a whole (:func:`attnkit.banded.banded`), so a training step past ``BANDED_MAX`` takes
-    query blocks; for inference a scorer that :func:`splits` projects each key once, at any
+    ``training``: a training step keeps the banded plan's per-window intermediates for its
+    backward pass, about what gathered windows hold, so past ``BANDED_MAX`` it takes query
+    blocks; for inference a scorer that :func:`splits` projects each key once, at any
     length."""
     if plan == "dense" or needs_weights or pooling.many_to_one or not pooling.uses_context:
         return "dense"
@@ -134,8 +134,9 @@ def choose(
     pairs = None if tq is None or tk is None else tq * tk * pair_width
     small = pairs is not None and pairs < (BANDED_TRAIN_ABOVE if training else BANDED_ABOVE)
     if bounded and not small and (tk is None or tk > 2 * (back + ahead + 1)):
-        # Gathered windows cost T x W x (Dq + Dk + pair width) floats per sample; past
-        # BANDED_MAX that memory is better spent one rematerialised block at a time.
+        # Gathered windows, and a training step's per-window intermediates, cost about
+        # T x W x (Dq + Dk + pair width) floats per sample; past BANDED_MAX that memory is
+        # better spent one rematerialised block at a time.
         gathered = (back + ahead + 1) * (query_dim + key_dim + pair_width)
         gathers = training or not splits(scorer)
         if gathers and tq is not None and tk is not None and tq * gathered > BANDED_MAX:

@@ -112,11 +112,10 @@ def test_banded_fused_equals_dense(spec, masks, monkeypatch):
 
 @pytest.mark.parametrize("spec", ["concat", "dot"])  # their score() does not call project()
 def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypatch):
-    """Built-ins split into project() and pair() and are scored one offset at a time for
-    inference; an eager training call gathers windows, whose gradient is faster op by op
-    (inside a compiled step training takes offsets: the test below); a scorer that declines
-    the split (project() returns None) or has none is scored against gathered windows. All
-    with the dense plan's numbers."""
+    """Built-ins split into project() and pair() and are scored one offset at a time, for
+    inference and training alike (a gathered window's gradient is the slow part of a step); a
+    scorer that declines the split (project() returns None) or has none is scored against
+    gathered windows. All with the dense plan's numbers."""
     taken = []
     for name in ("_offset_function", "_gathered", "_gathered_scores"):
         original = getattr(banded, name)
@@ -127,7 +126,7 @@ def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypat
     x, mask = _data()
     for training, path in (
         (False, ["_offset_function"]),
-        (True, ["_gathered", "_gathered_scores"]),
+        (True, ["_offset_function"]),
     ):
         taken.clear()
         layer(x, mask=mask, training=training)
@@ -281,9 +280,9 @@ class TestChoice:
         assert self.choose("dot+local15+causal", 4096) == "banded"
 
     def test_long_bounded_windows_train_in_blocks_but_infer_banded(self, monkeypatch):
-        """Training gathers windows (memory T x W x (Dq + Dk + units)), so past BANDED_MAX it
-        takes query blocks; inference projects each key once and stays banded at any length,
-        unless the scorer has no project()/pair() split and must gather."""
+        """Training keeps per-window intermediates (about T x W x (Dq + Dk + units)), so past
+        BANDED_MAX it takes query blocks; inference projects each key once and stays banded at
+        any length, unless the scorer has no project()/pair() split and must gather."""
         steps = plans.BANDED_MAX // (15 * (64 + 64 + 32)) + 1
         assert self.choose("additive+local15", steps, training=True) == "chunked"
         assert self.choose("additive+local15", steps) == "banded"
@@ -381,7 +380,7 @@ def _compiled_grads(layer, x, mask):
 def test_banded_trains_on_offsets_inside_a_compiled_step(spec, monkeypatch):
     """Inside a step compiled as a whole the banded plan's gradient comes from the offset pass,
     compiled once by the outer step (never a compiled function inside it); eager PyTorch
-    gathers windows. Either way the dense plan's gradients."""
+    takes the same pass op by op. Either way the dense plan's gradients."""
     taken = []
     for name in ("_offset_function", "_gathered"):
         original = getattr(banded, name)
@@ -396,8 +395,7 @@ def test_banded_trains_on_offsets_inside_a_compiled_step(spec, monkeypatch):
     got = _compiled_grads(other, x, mask)
     for g_dense, g_other in zip(_grads(dense, x, mask), got, strict=True):
         np.testing.assert_allclose(g_other, g_dense, rtol=1e-4, atol=1e-5)
-    compiled = keras.backend.backend() != "torch"
-    assert taken and set(taken) == {"_offset_function" if compiled else "_gathered"}
+    assert taken and set(taken) == {"_offset_function"}
     assert not inner
 
 
