@@ -42,7 +42,6 @@ def banded(
     activation,
     dropout,
     pair_width: int = 1,
-    training: bool = False,
 ):
     """Context (B, Tq, Dv) scoring each query against its window only.
 
@@ -51,9 +50,7 @@ def banded(
     ``Dense`` below it trained in 95 ms per step on the offset pass against 430 ms gathered
     (TensorFlow op by op, the pass compiled by :func:`attnkit.fusion.fused`) and 136 against
     467 ms (PyTorch); inside a step compiled as a whole (JAX, ``jit_compile=True``) it fuses
-    with the step. Dropout on the weights needs gathered windows. ``training`` is accepted for
-    the plans' common signature."""
-    del training
+    with the step. Dropout on the weights needs gathered windows."""
     if not splits(scorer) or dropout is not None:
         return _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout)
     back, ahead = combined_reach(masks)

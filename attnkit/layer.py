@@ -115,10 +115,9 @@ class AttentionLayer(keras.layers.Layer):
             ``lambda * sum_b ||A A^T - I||_F^2 / B``, with padded query rows left out.
         plan: how to compute (see :mod:`attnkit.plans`): ``auto`` picks ``kernel`` (the
             backend's fused ``dot_product_attention``) on torch and on JAX with a GPU for dot
-            scorers with
-            ``full``/``causal`` masks, ``banded`` for masks with a bounded reach once the
-            sequence is long enough for windows to pay off, ``chunked`` for long fixed
-            lengths, else ``dense``; returned weights, the regulariser and
+            scorers with ``full``/``causal`` masks, ``banded`` for masks with a bounded reach
+            once the sequence is long enough for windows to pay off, ``chunked`` for long
+            fixed lengths, else ``dense``; returned weights, the regulariser and
             many-to-one poolings always run ``dense``.
         **kwargs: the usual Layer arguments (``name``, ``dtype``, ...).
 
