@@ -42,8 +42,9 @@ PAIRS = [
     ("dot causal flash", "attnkit:dot+causal", "keras:flash-causal"),
 ]
 
-#: Peers that need a GPU: on a CPU their rows are left out.
-GPU_ONLY = {"keras:flash", "keras:flash-causal"}
+#: Peers that need a GPU and half precision (flash kernels take float16 and bfloat16 only):
+#: elsewhere their rows are left out.
+FLASH = {"keras:flash", "keras:flash-causal"}
 
 
 def _worker_env(backend: str) -> dict:
@@ -162,7 +163,8 @@ def main(argv=None) -> int:
     for steps in args.lengths:
         baselines = {mode: measure("baseline", steps, mode, args) for mode in args.modes}
         for label, ours, peer in PAIRS:
-            if args.only not in label or (peer in GPU_ONLY and device != "gpu"):
+            half = "16" in args.dtype
+            if args.only not in label or (peer in FLASH and not (device == "gpu" and half)):
                 continue
             for mode in args.modes:
                 base = baselines[mode].get("memory", 0)
