@@ -29,7 +29,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["bench", "median_time", "render", "run_worker"]
+__all__ = [
+    "bench",
+    "median_time",
+    "peak_rss",
+    "render",
+    "run_worker",
+    "worker_env",
+    "worker_result",
+]
 
 #: What a failing worker's stderr says when it ran out of memory, per backend.
 _OOM_MARKERS = (
@@ -76,7 +84,7 @@ def _failure(returncode: int, stderr: str) -> str:
     return (last[-1] if last else f"exit status {returncode}")[:120]
 
 
-def _peak_rss() -> int | None:
+def peak_rss() -> int | None:
     """This process's peak resident set size in bytes (None where the OS does not say)."""
     try:
         import resource
@@ -150,7 +158,7 @@ def bench(
         return run_worker(
             [sys.executable, "-m", "attnkit.bench", "--worker", json.dumps(job)],
             timeout,
-            _worker_env(),
+            worker_env(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
         )
 
     baseline = measure("baseline (imports only)", layer="baseline")
@@ -203,12 +211,13 @@ def bench(
     }
 
 
-def _worker_env() -> dict:
-    """The parent's environment, with this attnkit importable and TensorFlow's logs quiet."""
+def worker_env(root: str, **variables: str) -> dict:
+    """The parent's environment for a worker process: ``root`` first on ``PYTHONPATH`` (the
+    worker must import the code the parent runs, installed or not), TensorFlow's logs quiet,
+    and ``variables`` set (e.g. ``KERAS_BACKEND``)."""
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # The worker must import the attnkit the parent runs, installed or not.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env.update(variables)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
@@ -298,7 +307,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     if job["layer"] == "baseline":
         import keras  # noqa: F401 - importing it is what the baseline measures
 
-        return {"rss": _peak_rss()}
+        return {"rss": peak_rss()}
     import keras
     import numpy as np
 
@@ -326,13 +335,15 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         def step():
             model.predict_on_batch(x)
 
-    return {"seconds": median_time(step, job["warmup"], job["repeats"]), "rss": _peak_rss()}
+    return {"seconds": median_time(step, job["warmup"], job["repeats"]), "rss": peak_rss()}
 
 
-def _worker_main(job_text: str) -> int:
-    job = json.loads(job_text)
+def worker_result(measure: Callable[[Any], dict], job: Any) -> int:
+    """A worker's end: print ``measure(job)``, or ``{"error": reason}`` when it raised (out of
+    memory, or the exception's first line), as the JSON line :func:`run_worker` reads; return
+    the exit status."""
     try:
-        result = _measure(job)
+        result = measure(job)
     except MemoryError:
         result = {"error": "out of memory"}
     except Exception as error:  # any failure becomes the table's note, not a traceback
@@ -345,5 +356,5 @@ def _worker_main(job_text: str) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        sys.exit(_worker_main(sys.argv[2]))
+        sys.exit(worker_result(_measure, json.loads(sys.argv[2])))
     sys.exit("usage: python -m attnkit.bench --worker JOB (the command is `attnkit bench`)")

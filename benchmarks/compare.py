@@ -47,13 +47,6 @@ PAIRS = [
 FLASH = {"keras:flash", "keras:flash-causal"}
 
 
-def _worker_env(backend: str) -> dict:
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
 def measure(layer, steps, mode, args) -> dict:
     """One worker process (``benchmarks/worker.py``): time and peak memory, or ``error``."""
     job = dict(
@@ -68,10 +61,11 @@ def measure(layer, steps, mode, args) -> dict:
     )
     # Imported here: the parent imports keras (through attnkit) only once main() has set the
     # workers' backend, which may be the only one installed (a GPU image without TensorFlow).
-    from attnkit.bench import run_worker
+    from attnkit.bench import run_worker, worker_env
 
     command = [sys.executable, "-m", "benchmarks.worker", json.dumps(job)]
-    return run_worker(command, args.timeout, _worker_env(args.backend))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # imports benchmarks
+    return run_worker(command, args.timeout, worker_env(root, KERAS_BACKEND=args.backend))
 
 
 def matmul_peak(args) -> dict:
@@ -160,11 +154,11 @@ def main(argv=None) -> int:
     print(header)
     print("-" * len(header))
     rows, notes, seen = [], [], {}
+    flash = device == "gpu" and "16" in args.dtype  # flash kernels take half precision only
     for steps in args.lengths:
         baselines = {mode: measure("baseline", steps, mode, args) for mode in args.modes}
         for label, ours, peer in PAIRS:
-            half = "16" in args.dtype
-            if args.only not in label or (peer in FLASH and not (device == "gpu" and half)):
+            if args.only not in label or (peer in FLASH and not flash):
                 continue
             for mode in args.modes:
                 base = baselines[mode].get("memory", 0)

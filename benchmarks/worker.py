@@ -136,23 +136,10 @@ def _torch_step(model, x, y, mode):
 
 
 def device_kind() -> str:
-    """``gpu`` when the Keras backend computes on a GPU, else ``cpu``."""
-    import keras
+    """``gpu`` when the Keras backend sees a GPU (and so computes on it), else ``cpu``."""
+    from attnkit.conformance._harness import gpu_available
 
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return "gpu" if jax.default_backend() == "gpu" else "cpu"
-    if backend == "torch":
-        import torch
-
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-    return "cpu"
+    return "cpu" if gpu_available() else "gpu"
 
 
 def peak_memory() -> tuple[int, str]:
@@ -173,9 +160,9 @@ def peak_memory() -> tuple[int, str]:
         import tensorflow as tf
 
         return tf.config.experimental.get_memory_info("GPU:0")["peak"], "gpu"
-    import resource
+    from attnkit.bench import peak_rss
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rss"
+    return peak_rss(), "rss"
 
 
 def measure(job: dict) -> dict:
@@ -212,14 +199,12 @@ def matmul_peak() -> dict:
 
 
 def main(argv: list[str]) -> int:
+    from attnkit.bench import worker_result
+
     job = json.loads(argv[0])
-    try:
-        result = matmul_peak() if job.get("layer") == "matmul" else measure(job)
-    except Exception as error:  # noqa: BLE001 - reported in the table, not as a traceback
-        text = f"{type(error).__name__}: {error}".strip().splitlines()[0]
-        result = {"error": text[:120]}
-    print(json.dumps(result), flush=True)
-    return 0 if "error" not in result else 1
+    return worker_result(
+        lambda job: matmul_peak() if job["layer"] == "matmul" else measure(job), job
+    )
 
 
 if __name__ == "__main__":
