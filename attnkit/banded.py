@@ -50,7 +50,8 @@ def banded(
     ``Dense`` below it trained in 95 ms per step on the offset pass against 430 ms gathered
     (TensorFlow op by op, the pass compiled by :func:`attnkit.fusion.fused`) and 136 against
     467 ms (PyTorch); inside a step compiled as a whole (JAX, ``jit_compile=True``) it fuses
-    with the step. Dropout on the weights needs gathered windows."""
+    with the step. Dropout on the weights scores gathered windows of keys; either way the
+    values are summed by :func:`band_matmul`."""
     if not splits(scorer) or dropout is not None:
         return _gathered(scorer, params, prepared, value, masks, key_valid, activation, dropout)
     back, ahead = combined_reach(masks)
@@ -162,11 +163,11 @@ def band_matmul(weights, value, back: int, ahead: int, block: int | None = None)
     laid out as a dense (block, block + W - 1) matrix (each row shifted by its index: pad,
     flatten, trim, reshape; no scatter) against the block + W - 1 values it reaches. That does
     (block + W - 1) / W times the multiply-adds of W shifted products, in the backend's matmul,
-    and its gradient is two matmuls and the inverse reshapes. The W shifted products' gradient
-    was the slow part of a banded training step: for W=15 at T=1024, batch 32, 64 features,
-    the weighted sum and its gradient took 296-500 ms as shifted products and 56-114 ms as
-    block matmuls under XLA, 646-743 against 97-220 ms op by op (TensorFlow, 2 CPU cores;
-    benchmarks/README.md, "Ninth session")."""
+    and its gradient is two matmuls and the inverse reshapes. The W shifted products' gradients
+    were the slow part of a banded training step: for W=15 at T=1024, batch 32, 64 features,
+    the sum and its gradient took 250-273 ms as shifted products and 29 ms as block matmuls op
+    by op, 43-46 against 20-23 ms under XLA (TensorFlow, 2 CPU cores;
+    ``python -m benchmarks.profile_band_matmul``, benchmarks/README.md, "Ninth session")."""
     width = back + ahead + 1
     if block is None:
         block = max(16, 1 << (width - 1).bit_length())  # W <= block: at most 2x the work
