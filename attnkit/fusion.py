@@ -23,7 +23,7 @@ import functools
 
 import keras
 
-__all__ = ["compiling", "fused"]
+__all__ = ["compiling", "fused", "jax_on_accelerator"]
 
 
 def fused(make, *key):
@@ -57,6 +57,16 @@ def compiling(tensor=None) -> bool:
     from tensorflow.python.ops import control_flow_util  # no public equivalent
 
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def jax_on_accelerator() -> bool:
+    """Whether JAX computes on a GPU or TPU here (its default device is not the CPU); False on
+    any other backend."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() != "cpu"
 
 
 @functools.lru_cache(maxsize=64)

@@ -37,7 +37,7 @@ from keras import ops
 
 from attnkit.banded import banded
 from attnkit.components import Scorer
-from attnkit.fusion import compiling, fused
+from attnkit.fusion import compiling, fused, jax_on_accelerator
 from attnkit.looped import block_call, looped, unrolled
 from attnkit.ops import hide_unseen, masked_softmax
 from attnkit.scoring import check_scores, checked_scores, combined_reach, splits
@@ -67,9 +67,7 @@ def kernel_by_default() -> bool:
     "Eighth session")."""
     backend = keras.backend.backend()
     if backend == "jax":
-        import jax
-
-        return jax.default_backend() != "cpu"
+        return jax_on_accelerator()
     return backend in KERNEL_BACKENDS
 
 
