@@ -167,7 +167,20 @@ def band_matmul(weights, value, back: int, ahead: int, block: int | None = None)
     were the slow part of a banded training step: for W=15 at T=1024, batch 32, 64 features,
     the sum and its gradient took 250-273 ms as shifted products and 29 ms as block matmuls op
     by op, 43-46 against 20-23 ms under XLA (TensorFlow, 2 CPU cores;
-    ``python -m benchmarks.profile_band_matmul``, benchmarks/README.md, "Ninth session")."""
+    ``python -m benchmarks.profile_band_matmul``, benchmarks/README.md, "Ninth session").
+
+    A block's matmul multiplies each row's zero weights outside its window by the block's other
+    values, and 0 * inf is NaN: an infinite or NaN value would reach rows that cannot see it
+    (shared/reliability.md, N5). So non-finite entries are summed as zeros, and the rows whose
+    window holds one are set to NaN in that feature: every other row, and every other sample,
+    is bit for bit what it would be without them."""
+    bad = ops.logical_not(ops.isfinite(value))
+    context = _blocked(weights, ops.where(bad, ops.zeros_like(value), value), back, ahead, block)
+    seen = ops.greater(_window_max(ops.cast(bad, value.dtype), back, ahead), 0)
+    return ops.where(seen, ops.full_like(context, float("nan")), context)
+
+
+def _blocked(weights, value, back: int, ahead: int, block: int | None):
     width = back + ahead + 1
     if block is None:
         block = max(16, 1 << (width - 1).bit_length())  # W <= block: at most 2x the work
@@ -190,6 +203,20 @@ def band_matmul(weights, value, back: int, ahead: int, block: int | None = None)
     dense = ops.reshape(dense, (batch, count, block, reach))
     context = ops.reshape(ops.matmul(dense, values), (batch, count * block, features))
     return context[:, :steps]
+
+
+def _window_max(flags, back: int, ahead: int):
+    """(B, T, D) -> the largest of rows i - back .. i + ahead, zero outside, per feature.
+    Windows of 1, 2, 4, ... rows, each the larger of two halves, then two overlapping ones:
+    about log2(W) elementwise ops, which fuse into one loop under XLA (a running count is a
+    reduce-window there, quadratic in T) and stay few op by op. Floats, not booleans:
+    torch.compile's CPU code generator fails on padded booleans."""
+    steps, width = ops.shape(flags)[1], back + ahead + 1
+    padded, span = _pad_steps(flags, back, ahead), 1
+    while 2 * span <= width:
+        padded = ops.maximum(padded[:, :-span], padded[:, span:])
+        span *= 2
+    return ops.maximum(padded[:, :steps], padded[:, width - span : width - span + steps])
 
 
 def _pad_steps(tensor, back: int, ahead: int):

@@ -111,3 +111,24 @@ def test_a_length_unknown_when_the_graph_is_built():
         w, v, _ = _inputs(steps, 7, features=3, seed=steps)
         got = model.predict([w.astype("float32"), v.astype("float32")], verbose=0)
         assert_close(got, reference(w, v, 3), "float32", scale=2)
+
+
+@pytest.mark.parametrize("back, ahead", [(3, 2), (7, 7), (0, 4), (11, 0)])
+@pytest.mark.parametrize("poison", [np.inf, np.nan])
+def test_a_non_finite_value_reaches_only_the_rows_whose_window_holds_it(poison, back, ahead):
+    """0 * inf is NaN: a block's matmul would carry it to every row of the block; rows that
+    cannot see the value must come out as without it (shared/reliability.md, N5)."""
+    steps, poisoned = 40, 21
+    w, v, _ = _inputs(steps, back + ahead + 1, seed=4)
+    dirty = v.copy()
+    dirty[0, poisoned, 1] = poison
+    w_t = ops.convert_to_tensor(w, "float32")
+    clean = ops.convert_to_numpy(band_matmul(w_t, ops.convert_to_tensor(v, "float32"), back, ahead))
+    got = ops.convert_to_numpy(
+        band_matmul(w_t, ops.convert_to_tensor(dirty, "float32"), back, ahead)
+    )
+    sees = (np.arange(steps) - back <= poisoned) & (poisoned <= np.arange(steps) + ahead)
+    np.testing.assert_array_equal(got[1], clean[1])
+    np.testing.assert_array_equal(got[0, ~sees], clean[0, ~sees])
+    assert np.isnan(got[0, sees, 1]).all()
+    np.testing.assert_array_equal(got[0, sees][:, [0, 2, 3, 4]], clean[0, sees][:, [0, 2, 3, 4]])

@@ -376,6 +376,29 @@ def _compiled_grads(layer, x, mask):
     return compiled_layer_grads(layer, [x], mask)[1]
 
 
+def test_banded_fused_trains_in_a_keras_step(monkeypatch):
+    """Keras' default step (a graph, op by op on TensorFlow's CPU) around the offset pass
+    compiled on its own: the pass's gradient must compile too (a ``cond`` inside it did not:
+    XLA has no kernel for the optional intermediates of its gradient). Same losses and updates
+    as the dense plan."""
+    monkeypatch.setattr(banded, "FUSE_ABOVE", 0)
+    x, _ = _data()
+    y = np.linspace(-1, 1, x.shape[0], dtype="float32")[:, None]
+    losses, updated = [], []
+    for plan in ("dense", "banded"):
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((STEPS, FEATURES))
+        hidden = attnkit.AttentionLayer("additive+local4", plan=plan)(inputs)
+        pooled = keras.layers.GlobalAveragePooling1D()(hidden)
+        model = keras.Model(inputs, keras.layers.Dense(1)(pooled))
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        losses.append([float(model.train_on_batch(x, y)) for _ in range(2)])
+        updated.append([ops.convert_to_numpy(w) for w in model.weights])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for banded_weight, dense_weight in zip(updated[1], updated[0], strict=True):
+        np.testing.assert_allclose(banded_weight, dense_weight, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("spec", ["additive+local4", "gaussian+causal3"])
 def test_banded_trains_on_offsets_inside_a_compiled_step(spec, monkeypatch):
     """Inside a step compiled as a whole the banded plan's gradient comes from the offset pass,
