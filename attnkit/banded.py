@@ -21,7 +21,7 @@ from keras import ops
 
 from attnkit.fusion import fused
 from attnkit.ops import masked_softmax
-from attnkit.scoring import checked_pairs, checked_scores, combined_reach, splits
+from attnkit.scoring import checked_scores, checked_window, combined_reach, splits
 
 __all__ = ["FUSE_ABOVE", "band_matmul", "banded"]
 
@@ -92,13 +92,7 @@ def _offset_function(scorer, masks, activation, names, back, ahead, flags):
         else:
             q_feat, k_feat = features
             k_feat = _pad_steps(k_feat, back, ahead)
-            window_scores = ops.stack(
-                [
-                    checked_pairs(scorer, params, q_feat, k_feat[:, o : o + steps], "banded")
-                    for o in range(width)
-                ],
-                axis=-1,
-            )  # (B, T, W)
+            window_scores = checked_window(scorer, params, q_feat, k_feat, width, "banded")
             if activation is not None:
                 window_scores = activation(window_scores)
         # Full-shape, not broadcast: XLA's CPU gradient of a broadcast where after a softmax

@@ -190,6 +190,28 @@ class Scorer(Component):
             "implement pair()"
         )
 
+    def window(
+        self, params: dict[str, Any], query_features: Any, key_features: Any, width: int
+    ) -> Any:
+        """Scores of each query against a window of keys: ``s[b, i, o] = pair(q'[b, i],
+        k'[b, i + o])`` for features (B, T, P) from :meth:`project` and keys padded to
+        (B, T + width - 1, P) -> (B, T, width), the banded plan's offset pass.
+
+        The default stacks :meth:`pair` over the offsets and lets the backend differentiate
+        it. A scorer overrides it only to compute the same numbers faster (``additive`` and
+        ``bahdanau`` write the tanh energy's gradient by hand, :mod:`attnkit.energy`); the
+        plan tests hold every plan's values and gradients to the dense plan's."""
+        from keras import ops
+
+        steps = ops.shape(query_features)[1]
+        return ops.stack(
+            [
+                self.pair(params, query_features, key_features[:, o : o + steps])
+                for o in range(width)
+            ],
+            axis=-1,
+        )
+
 
 class Mask(Component):
     """Which keys a query may see: a pure predicate over broadcast index grids.

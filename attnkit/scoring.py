@@ -10,9 +10,8 @@ from attnkit.errors import ComponentError
 from attnkit.saving import origin
 
 __all__ = [
-    "check_pairs",
     "check_scores",
-    "checked_pairs",
+    "checked_window",
     "checked_scores",
     "combined_reach",
     "splits",
@@ -55,20 +54,6 @@ def check_scores(scorer, scores, query, key, plan: str, layer: str | None = None
     )
 
 
-def check_pairs(scorer, scores, query_features, plan: str) -> None:
-    """As :func:`check_scores`, for :meth:`Scorer.pair` on aligned features (B, T, P): the
-    scores must be (B, T)."""
-    _check(
-        scorer,
-        scores,
-        tuple(query_features.shape[:-1]),
-        plan,
-        None,
-        f"aligned features of shape {tuple(query_features.shape)} from project()",
-        "(batch, steps) from pair()",
-    )
-
-
 def _check(scorer, scores, expected, plan, layer, inputs: str, layout: str) -> None:
     got = tuple(scores.shape)
     # Only Python ints are compared: None, JAX's symbolic dimensions and torch's SymInts are
@@ -95,8 +80,18 @@ def checked_scores(scorer, params, query, key, activation, plan: str):
     return raw if activation is None else activation(raw)
 
 
-def checked_pairs(scorer, params, query_features, key_features, plan: str):
-    """``pair(q', k')`` for aligned features, checked (no activation)."""
-    raw = scorer.pair(params, query_features, key_features)
-    check_pairs(scorer, raw, query_features, plan)
+def checked_window(scorer, params, query_features, key_features, width: int, plan: str):
+    """``window(q', k', width)`` for features and padded keys, checked (no activation): the
+    scores must be (B, T, width)."""
+    raw = scorer.window(params, query_features, key_features, width)
+    _check(
+        scorer,
+        raw,
+        (*query_features.shape[:-1], width),
+        plan,
+        None,
+        f"aligned features of shape {tuple(query_features.shape)} from project()",
+        "(batch, steps, window) from window(), pair() giving (batch, steps) = "
+        f"{tuple(query_features.shape[:-1])} per offset, stacked",
+    )
     return raw
