@@ -15,6 +15,7 @@ from keras import ops
 from attnkit.components import Scorer, param
 from attnkit.energy import aligned_tanh_energy, window_tanh_energy
 from attnkit.hookspecs import hookimpl
+from attnkit.projection import project
 
 __all__ = ["Additive", "Bahdanau", "Dense", "Dot", "Gaussian", "General"]
 
@@ -46,21 +47,6 @@ def _positive_float(instance, attribute, value) -> None:
 def _bilinear(a, w, b):
     """(B, Tq, Da) @ W (Da, Db) @ b(B, Tk, Db)^T -> (B, Tq, Tk)."""
     return ops.matmul(ops.matmul(a, w), ops.swapaxes(b, -1, -2))
-
-
-def _project(x, w, bias=None):
-    """``x @ w (+ bias)`` for x (B, T, D): one 2-D matmul over every step, the bias a row of
-    ``w`` against a column of ones. Its gradient then reads one (B*T, units) buffer for the
-    weight, the bias and the inputs alike; with a 3-D matmul and a broadcast add, XLA fuses
-    that cotangent into a copy per consumer and writes out the window's tanh, which made
-    additive+local15's scores forward and backward 37 ms instead of 20 (TensorFlow, T=1024,
-    batch 32; benchmarks/README.md, "Tenth session")."""
-    flat = ops.reshape(x, (-1, x.shape[-1]))
-    if bias is not None:
-        flat = ops.concatenate([flat, ops.ones_like(flat[:, :1])], axis=-1)
-        w = ops.concatenate([w, ops.expand_dims(bias, 0)], axis=0)
-    shape = ops.shape(x)
-    return ops.reshape(ops.matmul(flat, w), (shape[0], shape[1], w.shape[-1]))
 
 
 def _additive_energy(q_proj, k_proj, w_out):
@@ -215,7 +201,7 @@ class Additive(Scorer):
 
     def project(self, params, query, key):
         bias = params["b_h"] if self.use_additive_bias else None
-        return _project(query, params["w_q"], bias), _project(key, params["w_k"])
+        return project(query, params["w_q"], bias), project(key, params["w_k"])
 
     def pair(self, params, query_features, key_features):
         scores = aligned_tanh_energy(query_features, key_features, params["w_a"][:, 0])
@@ -258,7 +244,7 @@ class Bahdanau(Scorer):
         return _additive_energy(*self.project(params, query, key), params["v"])
 
     def project(self, params, query, key):
-        return _project(query, params["w_1"]), _project(key, params["w_2"])
+        return project(query, params["w_1"]), project(key, params["w_2"])
 
     def pair(self, params, query_features, key_features):
         return aligned_tanh_energy(query_features, key_features, params["v"][:, 0])
