@@ -29,7 +29,9 @@ def _weights(dims, units, with_bias, seed):
 @pytest.mark.parametrize("by_hand", [True, False], ids=["hand-written", "backend"])
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("batch, steps, dims, units", [(1, 1, 1, 1), (3, 7, 5, 4), (2, 33, 8, 16)])
-def test_value_and_gradients_match_numpy(batch, steps, dims, units, with_bias, by_hand, monkeypatch):
+def test_value_and_gradients_match_numpy(
+    batch, steps, dims, units, with_bias, by_hand, monkeypatch
+):
     if by_hand:
         monkeypatch.setattr(projection, "compiling", lambda tensor=None: True)
     rng = np.random.RandomState(batch + steps)
