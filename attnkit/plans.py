@@ -340,5 +340,5 @@ def run(plan: str, *args, pair_width: int = 1, training: bool = False) -> Any:
     """Context (B, Tq, Dv) by the banded or chunked plan; ``args`` as :func:`chunked` takes
     them (scorer, params, prepared, value, masks, key_valid, activation, dropout)."""
     if plan == "banded":
-        return banded(*args, pair_width=pair_width)
+        return banded(*args, pair_width=pair_width, training=training)
     return chunked(*args, pair_width=pair_width, training=training)

@@ -1,7 +1,8 @@
-"""``band_matmul``, the banded plan's weighted sum, against a float64 NumPy loop over its formula
-``c[b, i] = sum_o w[b, i, o] v[b, i - back + o]``: values and gradients, lengths that are not a
-multiple of the block, blocks narrower and wider than the window, and lengths unknown when the
-graph is built."""
+"""``band_matmul`` and ``window_sum``, the banded plan's weighted sum, against a float64
+NumPy loop over its formula ``c[b, i] = sum_o w[b, i, o] v[b, i - back + o]``: values and
+gradients, lengths that are not a multiple of the block, blocks narrower and wider than the
+window, lengths unknown when the graph is built, and the shifted products of compiled
+inference."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from autodiff import value_and_grads
 from keras import ops
 from tolerances import assert_close
 
-from attnkit.banded import band_matmul
+from attnkit import banded
+from attnkit.banded import band_matmul, window_sum
 
 
 def reference(w, v, back):
@@ -131,4 +133,70 @@ def test_a_non_finite_value_reaches_only_the_rows_whose_window_holds_it(poison, 
     np.testing.assert_array_equal(got[1], clean[1])
     np.testing.assert_array_equal(got[0, ~sees], clean[0, ~sees])
     assert np.isnan(got[0, sees, 1]).all()
+    np.testing.assert_array_equal(got[0, sees][:, [0, 2, 3, 4]], clean[0, sees][:, [0, 2, 3, 4]])
+
+
+@pytest.fixture
+def compiled_inference(monkeypatch):
+    """``window_sum`` as a compiled inference pass runs it: its shifted products."""
+    monkeypatch.setattr(banded, "compiling", lambda tensor=None: True)
+
+    def call(w, v, back, ahead):
+        return window_sum(w, v, back, ahead, training=False)
+
+    return call
+
+
+@pytest.mark.parametrize("steps, back, ahead, block", CASES)
+def test_shifted_products_match_the_formula(steps, back, ahead, block, compiled_inference):
+    w, v, upstream = _inputs(steps, back + ahead + 1, seed=5)
+    r = ops.convert_to_tensor(upstream, "float32")
+
+    def loss(w_t, v_t):
+        out = compiled_inference(w_t, v_t, back, ahead)
+        return ops.sum(out * r), [out]
+
+    (got,), (g_w, g_v), _ = value_and_grads(loss, [w.astype("float32"), v.astype("float32")], [])
+    assert_close(got, reference(w, v, back), "float32", scale=2)
+    expected_w, expected_v = reference_grads(w, v, back, upstream)
+    assert_close(g_w, expected_w, "float32", scale=5)
+    assert_close(g_v, expected_v, "float32", scale=5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_window_sum_takes_block_matmuls_to_train_and_op_by_op(training, monkeypatch):
+    """Only compiled inference takes the shifted products; a training pass and an op-by-op
+    one take ``band_matmul``."""
+    calls = []
+    monkeypatch.setattr(banded, "band_matmul", lambda *a: calls.append(a) or a[1])
+    w, v = (ops.convert_to_tensor(t, "float32") for t in _inputs(9, 3)[:2])
+    window_sum(w, v, 1, 1, training=training)
+    assert len(calls) == 1
+    monkeypatch.setattr(banded, "compiling", lambda tensor=None: True)
+    window_sum(w, v, 1, 1, training=training)
+    assert len(calls) == 1 + training
+
+
+@pytest.mark.parametrize("back, ahead", [(3, 2), (0, 4), (11, 0)])
+@pytest.mark.parametrize("poison", [np.inf, np.nan])
+def test_shifted_products_keep_a_non_finite_value_in_its_windows(
+    poison, back, ahead, compiled_inference
+):
+    """A value meets only the weights of the rows whose window holds it (N5); those rows are
+    non-finite in that feature and in no other."""
+    steps, poisoned = 40, 21
+    w, v, _ = _inputs(steps, back + ahead + 1, seed=6)
+    dirty = v.copy()
+    dirty[0, poisoned, 1] = poison
+    w_t = ops.convert_to_tensor(w, "float32")
+    clean = ops.convert_to_numpy(
+        compiled_inference(w_t, ops.convert_to_tensor(v, "float32"), back, ahead)
+    )
+    got = ops.convert_to_numpy(
+        compiled_inference(w_t, ops.convert_to_tensor(dirty, "float32"), back, ahead)
+    )
+    sees = (np.arange(steps) - back <= poisoned) & (poisoned <= np.arange(steps) + ahead)
+    np.testing.assert_array_equal(got[1], clean[1])
+    np.testing.assert_array_equal(got[0, ~sees], clean[0, ~sees])
+    assert not np.isfinite(got[0, sees, 1]).any()
     np.testing.assert_array_equal(got[0, sees][:, [0, 2, 3, 4]], clean[0, sees][:, [0, 2, 3, 4]])
