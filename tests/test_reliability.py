@@ -380,6 +380,18 @@ def test_n4_a_key_some_rows_see_is_contained_in_the_forward_pass_only(spec, plan
     assert np.isfinite(g_q[0, hidden_rows]).all() == (plan == "banded")
 
 
+def assert_batch_independent(batched, alone, what):
+    """A sample computed inside a batch equals it computed alone: finite where alone is, and
+    within 1e-6 (reliability.md, D3), not bit for bit. The backends' CPU kernels are not
+    batch-size invariant below an ulp: where AVX2 vectorises, TensorFlow's elementwise `exp` of
+    one value gives other bits in the vectorised body of a tensor than in its scalar tail
+    (measured: 1.2e-7 between a (4, 9, 7) tensor and its first sample), and batched matmuls and
+    XLA pick their blocking by the shapes."""
+    leaked = np.isnan(batched) & ~np.isnan(alone)
+    assert not leaked.any(), f"{what} reached another sample ({leaked.sum()} values NaN)"
+    np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-6, err_msg=what)
+
+
 N5_CASES = PARTIAL_CASES + [("dot+weighted", "dense"), ("general+local3+last(units=4)", "dense")]
 
 
@@ -387,9 +399,8 @@ N5_CASES = PARTIAL_CASES + [("dot+weighted", "dense"), ("general+local3+last(uni
 @pytest.mark.parametrize("spec, plan", N5_CASES)
 def test_n5_nan_in_a_visible_input_stays_in_its_sample(spec, plan):
     """A NaN in sample 0's query, key or value at step 9: no repair, no error (debug mode is
-    the opt-in check); the other samples are identical to a run without sample 0 (bit-exact;
-    within 1e-6 where XLA compiles the ops, whose vectorisation depends on the batch size:
-    JAX, TensorFlow's fused chunked blocks); the rows that see step 9 are NaN.
+    the opt-in check); the other samples are finite and equal to a run without sample 0
+    (within 1e-6: see `assert_batch_independent`); the rows that see step 9 are NaN.
 
     Deliberate deviation: rows of sample 0 that cannot see a NaN *value* are NaN too on the
     dense, chunked and kernel plans (0 * NaN in weights @ values; containing it would take
@@ -397,17 +408,12 @@ def test_n5_nan_in_a_visible_input_stays_in_its_sample(spec, plan):
     clean = partial_inputs(6)
     layer = partial_layer(spec, plan, clean)
     alone = numpy(layer([t[1:] for t in clean]))
-    # XLA picks its vectorisation by the shapes: JAX, and TensorFlow's fused chunked blocks
-    xla = BACKEND == "jax" or (plan == "chunked" and layer.resolved.scorer.pair_width(D, D) > 1)
     many_to_one = layer.resolved.pooling.many_to_one
     for where, index in (("query", 0), ("key", 2), ("value", 1)):
         dirty = [t.copy() for t in clean]
         dirty[index][0, J, 1] = np.nan
         out = numpy(layer(dirty))
-        if xla:
-            np.testing.assert_allclose(out[1:], alone, rtol=0, atol=1e-6)
-        else:
-            assert np.array_equal(out[1:], alone), f"NaN in sample 0's {where} reached another"
+        assert_batch_independent(out[1:], alone, f"NaN in sample 0's {where}")
         if many_to_one:
             # the query stands at the last step (T-1); a weighted query is learned
             seen = where != "query" and R.allowed_spec(layer.resolved.masks, T, T)[T - 1, J]
@@ -731,9 +737,8 @@ D3_CASES = [
 @pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize("spec, plan", D3_CASES)
 def test_d3_deterministic_and_batch_independent(spec, plan):
-    """Two runs on the CPU are bit-identical; each sample's output is its output alone, bit for
-    bit where no XLA compilation vectorises by batch size (JAX, TensorFlow's fused chunked
-    blocks), else within 1e-6."""
+    """Two runs on the CPU are bit-identical; each sample's output is its output alone within
+    1e-6 (`assert_batch_independent`)."""
     inputs, mask = path_inputs(4)
     layer = attnkit.AttentionLayer(spec, plan=plan)
     layer(inputs)
@@ -741,13 +746,9 @@ def test_d3_deterministic_and_batch_independent(spec, plan):
     assert plan_of(layer, inputs) == plan
     first = numpy(layer(inputs, mask=mask))
     np.testing.assert_array_equal(numpy(layer(inputs, mask=mask)), first)
-    xla = BACKEND == "jax" or (plan == "chunked" and layer.resolved.scorer.pair_width(D, D) > 1)
     for b in range(3):
         alone = numpy(layer([t[b : b + 1] for t in inputs], mask=[m[b : b + 1] for m in mask]))
-        if xla:
-            np.testing.assert_allclose(alone[0], first[b], rtol=0, atol=1e-6)
-        else:
-            np.testing.assert_array_equal(alone[0], first[b])
+        assert_batch_independent(first[b], alone[0], f"sample {b}")
 
 
 def test_d3_dropout_seed_is_saved_and_reproduces_the_mask():
