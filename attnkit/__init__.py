@@ -34,7 +34,7 @@ from attnkit.errors import (
 )
 from attnkit.hookspecs import hookimpl
 from attnkit.layer import AttentionLayer
-from attnkit.ops import masked_softmax
+from attnkit.numerics import masked_softmax
 from attnkit.registry import Registry, registry
 from attnkit.resolution import Resolved
 from attnkit.spec import Spec, Token, parse

@@ -162,7 +162,6 @@ def bench(
         )
 
     baseline = measure("baseline (imports only)", layer="baseline")
-    base_rss = baseline.get("rss") or 0
     rows = []
     for length in lengths:
         shape = input_shape_for(resolved, length, features)[1:]
@@ -172,29 +171,15 @@ def bench(
                 f"{label} attnkit", layer="attnkit", spec=resolved.canonical, shape=shape, mode=mode
             )
             if len(shape) == 2:  # (T, D): a sequence, which keras.layers.Attention takes
+                causal = _is_causal(resolved)
                 theirs = measure(
-                    f"{label} keras",
-                    layer="keras",
-                    causal=_is_causal(resolved),
-                    shape=shape,
-                    mode=mode,
+                    f"{label} keras", layer="keras", causal=causal, shape=shape, mode=mode
                 )
             else:
                 step += 1
                 theirs = {"error": "n/a: keras.layers.Attention takes (B, T, D) inputs"}
-            for result in (ours, theirs):
-                if result.get("rss") is not None and baseline.get("rss") is not None:
-                    result["memory"] = max(0, result["rss"] - base_rss)
-            rows.append(
-                {
-                    "length": length,
-                    "mode": mode,
-                    "plan": plan_for(resolved, length, features, mode == "train")["plan"],
-                    "attnkit": ours,
-                    "keras": theirs,
-                    "ratio": _ratio(ours, theirs),
-                }
-            )
+            plan = plan_for(resolved, length, features, mode == "train")["plan"]
+            rows.append(_row(length, mode, plan, ours, theirs, baseline))
     return {
         "spec": spec,
         "canonical": resolved.canonical,
@@ -208,6 +193,21 @@ def bench(
         "baseline_rss": baseline.get("rss"),
         "baseline_error": baseline.get("error"),
         "rows": rows,
+    }
+
+
+def _row(length: int, mode: str, plan: str, ours: dict, theirs: dict, baseline: dict) -> dict:
+    """One table row: both results with their memory above the baseline, and the ratio."""
+    for result in (ours, theirs):
+        if result.get("rss") is not None and baseline.get("rss") is not None:
+            result["memory"] = max(0, result["rss"] - baseline["rss"])
+    return {
+        "length": length,
+        "mode": mode,
+        "plan": plan,
+        "attnkit": ours,
+        "keras": theirs,
+        "ratio": _ratio(ours, theirs),
     }
 
 

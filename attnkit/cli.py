@@ -121,8 +121,44 @@ _MARK = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "xfail": "XFAIL"
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from attnkit.conformance._engine import CHECKS, DEVICES, cases, run_case
-    from attnkit.errors import AttnkitError, did_you_mean
+    from attnkit.conformance._engine import DEVICES, cases, run_case
+    from attnkit.errors import AttnkitError
+
+    names = _check_names(args)
+    if isinstance(names, int):
+        return names
+    devices = DEVICES if args.device == "all" else (args.device,)
+    width = _width()
+    progress = _progress()
+    results = []
+    for done, name in enumerate(names, 1):
+        if progress is not None:
+            progress(done, len(names), f"check {name}")
+        try:
+            found = list(cases([name], devices))
+        except AttnkitError as error:
+            return _usage_error("check", error)
+        for subject, check, device, expected in found:
+            if args.check and check.__name__ not in args.check:
+                continue  # not run at all: --check is how to get one answer fast
+            result = run_case(subject, check, device, expected)
+            if not args.json:
+                _print_result(result, width)
+            results.append(result)
+    counts = {status: sum(r.status == status for r in results) for status in _MARK}
+    if args.json:
+        print(
+            json.dumps({"results": [attrs.asdict(r) for r in results], "counts": counts}, indent=2)
+        )
+    else:
+        _print_summary(results, counts)
+    return 1 if counts["failed"] + counts["xpass"] else 0
+
+
+def _check_names(args: argparse.Namespace) -> list[str] | int:
+    """The components ``attnkit check`` runs on, or the exit status of a usage error."""
+    from attnkit.conformance._engine import CHECKS
+    from attnkit.errors import did_you_mean
     from attnkit.registry import registry
 
     names = list(args.names)
@@ -138,63 +174,41 @@ def _cmd_check(args: argparse.Namespace) -> int:
         hint = f"; did you mean {close[0]!r}?" if close else f"; checks: {', '.join(known)}"
         print(f"attnkit check: unknown check {unknown[0]!r}{hint}", file=sys.stderr)
         return 2
-    devices = DEVICES if args.device == "all" else (args.device,)
-    width = _width()
-    progress = _progress()
+    return names
 
-    def show(result) -> None:
-        if args.json:
-            return
-        line = (
-            f"{_MARK[result.status]:<5} {result.component:<22} {result.check:<32} "
-            f"{result.device:<3} {result.seconds:5.1f}s"
+
+def _print_result(result, width: int) -> None:
+    line = (
+        f"{_MARK[result.status]:<5} {result.component:<22} {result.check:<32} "
+        f"{result.device:<3} {result.seconds:5.1f}s"
+    )
+    print(line[:width], flush=True)
+    if result.status in ("failed", "xpass", "xfail"):
+        print(f"      {result.message}", flush=True)
+
+
+def _print_summary(results: list, counts: dict[str, int]) -> None:
+    """A line per component (passed, failed, skipped), the skip reasons, and the totals."""
+    print()
+    print(f"{'component':<26} {'passed':>6} {'failed':>6} {'skipped':>7}")
+    for component in dict.fromkeys(r.component for r in results):
+        mine = [r for r in results if r.component == component]
+        print(
+            f"{component:<26} {sum(r.status in ('passed', 'xfail') for r in mine):>6} "
+            f"{sum(not r.ok for r in mine):>6} {sum(r.status == 'skipped' for r in mine):>7}"
         )
-        print(line[:width], flush=True)
-        if result.status in ("failed", "xpass", "xfail"):
-            print(f"      {result.message}", flush=True)
-
-    results = []
-    for done, name in enumerate(names, 1):
-        if progress is not None:
-            progress(done, len(names), f"check {name}")
-        try:
-            found = list(cases([name], devices))
-        except AttnkitError as error:
-            return _usage_error("check", error)
-        for subject, check, device, expected in found:
-            if args.check and check.__name__ not in args.check:
-                continue  # not run at all: --check is how to get one answer fast
-            result = run_case(subject, check, device, expected)
-            show(result)
-            results.append(result)
-    counts = {status: sum(r.status == status for r in results) for status in _MARK}
+    reasons: dict[str, int] = {}
+    for result in results:
+        if result.status == "skipped":
+            reasons[result.message] = reasons.get(result.message, 0) + 1
+    if reasons:
+        print("\nskipped:")
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+            print(f"  {count:>4} x {reason}")
     failed = counts["failed"] + counts["xpass"]
-    if args.json:
-        print(
-            json.dumps({"results": [attrs.asdict(r) for r in results], "counts": counts}, indent=2)
-        )
-    else:
-        print()
-        print(f"{'component':<26} {'passed':>6} {'failed':>6} {'skipped':>7}")
-        for component in dict.fromkeys(r.component for r in results):
-            mine = [r for r in results if r.component == component]
-            print(
-                f"{component:<26} {sum(r.status in ('passed', 'xfail') for r in mine):>6} "
-                f"{sum(not r.ok for r in mine):>6} {sum(r.status == 'skipped' for r in mine):>7}"
-            )
-        reasons: dict[str, int] = {}
-        for result in results:
-            if result.status == "skipped":
-                reasons[result.message] = reasons.get(result.message, 0) + 1
-        if reasons:
-            print("\nskipped:")
-            for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
-                print(f"  {count:>4} x {reason}")
-        print(
-            f"{counts['passed'] + counts['xfail']} passed, {failed} failed, "
-            f"{counts['skipped']} skipped"
-        )
-    return 1 if failed else 0
+    print(
+        f"{counts['passed'] + counts['xfail']} passed, {failed} failed, {counts['skipped']} skipped"
+    )
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -248,11 +262,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"attnkit {attnkit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-
     listing = commands.add_parser("list", help="every component with its parameters and origin")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(run=_cmd_list)
+    _add_explain(commands)
+    _add_check(commands)
+    _add_bench(commands)
+    return parser
 
+
+def _add_explain(commands) -> None:
     explaining = commands.add_parser(
         "explain",
         help="what a spec means: components, weights, mask and execution plan",
@@ -269,6 +288,8 @@ def _parser() -> argparse.ArgumentParser:
     explaining.add_argument("--json", action="store_true", help="machine-readable output")
     explaining.set_defaults(run=_cmd_explain)
 
+
+def _add_check(commands) -> None:
     check = commands.add_parser("check", help="run the conformance suite on components")
     check.add_argument("names", nargs="*", help="component names (see `attnkit list`)")
     check.add_argument("--all", action="store_true", help="every registered component")
@@ -288,6 +309,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(run=_cmd_check)
 
+
+def _add_bench(commands) -> None:
     benching = commands.add_parser(
         "bench",
         help="time and peak memory of a spec against keras.layers.Attention",
@@ -317,7 +340,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     benching.add_argument("--json", action="store_true", help="machine-readable output")
     benching.set_defaults(run=_cmd_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

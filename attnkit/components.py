@@ -175,11 +175,10 @@ class Scorer(Component):
         ``score(params, q, k)[b, i, j] == pair(params, q'[b, i], k'[b, j])``, or None (the
         default: no split). With a split the banded plan projects every key once and scores
         a window one offset at a time, ``s_i,i+o = pair(q'_i, k'_i+o)``, instead of scoring
-        gathered (B, T, W, D) windows: for ``additive+local15`` at T=1024 inference that
-        is about 4x faster, and at any length memory stays O(B T (W + P))
-        (benchmarks/README.md). ``project`` runs inside the plan's compiled pass, so it may
-        decline per call. A scorer that returns a split must implement :meth:`pair`; the
-        conformance suite holds the two to :meth:`score`.
+        gathered (B, T, W, D) windows: faster, and at any length memory stays O(B T (W + P)).
+        ``project`` runs inside the plan's compiled pass, so it may decline per call. A
+        scorer that returns a split must implement :meth:`pair`; the conformance suite holds
+        the two to :meth:`score`.
         """
         return None
 
@@ -199,8 +198,9 @@ class Scorer(Component):
 
         The default stacks :meth:`pair` over the offsets and lets the backend differentiate
         it. A scorer overrides it only to compute the same numbers faster (``additive`` and
-        ``bahdanau`` write the tanh energy's gradient by hand, :mod:`attnkit.energy`); the
-        plan tests hold every plan's values and gradients to the dense plan's."""
+        ``bahdanau`` write the tanh energy's gradient by hand,
+        :mod:`attnkit.scorers._tanh_energy`); the plan tests hold every plan's values and
+        gradients to the dense plan's."""
         from keras import ops
 
         steps = ops.shape(query_features)[1]

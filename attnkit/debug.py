@@ -17,7 +17,8 @@ distribution and version. Eagerly the error is :class:`attnkit.errors.NonFiniteE
 ``check_numerics``, a JAX host callback) and the backend's runtime error carries the same
 message. The mode is read when a function is traced: turn it on before ``fit`` or ``jit``.
 
-This module and :mod:`attnkit.fusion` are the places that import a backend.
+What runs inside a traced computation differs by backend
+(:func:`attnkit.backend.check_finite_in_graph`).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from attnkit.backend import check_finite_in_graph
 from attnkit.errors import NonFiniteError
 
-__all__ = ["check", "disable", "enable", "enabled", "numerics"]
+__all__ = ["check", "check_stage", "disable", "enable", "enabled", "numerics"]
 
 _SCOPED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("attnkit_debug", default=None)
 _GLOBAL: list[bool] = []  # set by enable()/disable(); empty: follow ATTNKIT_DEBUG
@@ -85,35 +87,32 @@ def check(value: Any, message: str, valid: Any = None) -> Any:
     finite = keras.ops.isfinite(value)
     if valid is not None:
         finite = keras.ops.logical_or(finite, keras.ops.logical_not(valid))
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.executing_eagerly():
-            # check_numerics cannot take a mask: feed it zeros where the check does not look.
-            checked = tf.where(finite, tf.zeros_like(value), value)
-            with tf.control_dependencies([tf.debugging.check_numerics(checked, _text(message))]):
-                return tf.identity(value)
-    elif backend == "jax":
-        import jax
-
-        if isinstance(value, jax.core.Tracer):
-            jax.debug.callback(_raise_if_bad, finite, message)
-            return value
-    elif backend == "torch":
-        import torch
-
-        if torch.compiler.is_compiling():
-            return value  # a data-dependent raise would break the graph; eager calls check
-    _raise_if_bad(keras.ops.convert_to_numpy(finite), message)
+    traced = check_finite_in_graph(value, finite, _text(message), _raise_if_bad)
+    if traced is not None:
+        return traced
+    _raise_if_bad(keras.ops.convert_to_numpy(finite), _text(message))
     return value
+
+
+def check_stage(value: Any, owner: str, stage: str, component: Any = None, valid: Any = None):
+    """:func:`check` with the message every layer stage uses: ``"{owner}: {stage}"``, and the
+    component that made the value with its distribution, e.g. ``"layer 'att' ('cosine'): the
+    scores from scorer 'cosine' (from attnkit-cosine 0.1.0)"``."""
+    if not enabled():
+        return value
+    what = f"{owner}: {stage}"
+    if component is not None:
+        from attnkit.registry import registry
+
+        what += f" from {component.kind} '{component.name}' ({registry().origin(component)})"
+    return check(value, what, valid)
 
 
 def _raise_if_bad(finite, message: str) -> None:
     finite = np.asarray(finite)
     bad = int(finite.size - np.count_nonzero(finite))
     if bad:
-        raise NonFiniteError(f"{_text(message)}: {bad} of {finite.size} values are NaN or inf")
+        raise NonFiniteError(f"{message}: {bad} of {finite.size} values are NaN or inf")
 
 
 def _text(message: str) -> str:

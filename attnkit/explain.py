@@ -7,8 +7,9 @@
 
 :func:`explain` returns plain data (the ``--json`` output); :func:`render` writes it for a
 terminal. Everything is read from the objects the layer itself uses: the resolved spec, an
-``AttentionLayer`` built on the given shape, the masks' ``allowed`` predicates and
-:func:`attnkit.plans.choose`, so the explanation cannot drift from what the layer does.
+``AttentionLayer`` built on the given shape, :func:`attnkit.plans.visible` and
+:func:`attnkit.plans.choose` with the reason it gives, so the explanation cannot drift from
+what the layer does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ import attrs
 from attnkit import plans
 from attnkit.spec import format_value
 
-__all__ = ["GRID_MAX", "STANDARD_LENGTHS", "explain", "mask_grid", "plan_for", "render"]
+__all__ = [
+    "GRID_MAX",
+    "STANDARD_LENGTHS",
+    "explain",
+    "mask_grid",
+    "plan_for",
+    "render",
+    "request_for",
+]
 
 #: Lengths the plan is also shown for, whatever ``--length`` is.
 STANDARD_LENGTHS = (128, 1024, 16384)
@@ -54,7 +63,7 @@ def explain(spec: str, length: int = 8, features: int = 64) -> dict[str, Any]:
     resolved = registry().resolve(spec)
     input_shape, weights = layer_weights(resolved, length, features)
     lengths = [length] + [t for t in STANDARD_LENGTHS if t != length]
-    kernel_ok = _choose_arguments(resolved, length, features)["kernel_ok"]
+    kernel_exact = request_for(resolved, length, features).kernel_exact
     return {
         "spec": spec,
         "canonical": resolved.canonical,
@@ -67,7 +76,7 @@ def explain(spec: str, length: int = 8, features: int = 64) -> dict[str, Any]:
         "backend": keras.backend.backend(),
         "plans": [plan_for(resolved, t, features) for t in lengths],
         # The fused-kernel plan is taken automatically on some backends only.
-        "kernel_backends": list(plans.KERNEL_BACKENDS) if kernel_ok else [],
+        "kernel_backends": list(plans.KERNEL_BACKENDS) if kernel_exact else [],
     }
 
 
@@ -161,98 +170,35 @@ def mask_grid(resolved, length: int) -> dict[str, Any]:
         queries, keys = list(range(steps)), list(range(steps))
     q_idx = ops.reshape(ops.convert_to_tensor(queries, dtype="int32"), (1, -1, 1))
     k_idx = ops.reshape(ops.convert_to_tensor(keys, dtype="int32"), (1, 1, -1))
-    allowed = ops.ones((1, len(queries), len(keys)), dtype="bool")
-    for mask in resolved.masks:
-        allowed = ops.logical_and(allowed, mask.allowed(q_idx, k_idx))
-    grid = ops.convert_to_numpy(allowed)[0]
+    everything = ops.ones((1, len(queries), len(keys)), dtype="bool")
+    grid = ops.convert_to_numpy(plans.visible(resolved.masks, q_idx, k_idx, everything))[0]
     result["query_positions"], result["key_positions"] = queries, keys
     result["rows"] = ["".join("#" if cell else "." for cell in row) for row in grid]
     return result
 
 
-def _choose_arguments(
-    resolved, length: int, features: int, training: bool = False
-) -> dict[str, Any]:
-    """What ``AttentionLayer._plan`` passes to :func:`plans.choose` for self-attention on
-    (B, T, D) with the layer's default options (plan='auto', no returned weights, no attention
-    activation, no dropout)."""
+def request_for(resolved, length: int, features: int, training: bool = False) -> plans.Request:
+    """The :class:`plans.Request` the layer makes for self-attention on (B, T, D) with its
+    default options (plan='auto', no returned weights, no attention activation, no dropout)."""
     shape = input_shape_for(resolved, length, features)
     query_dim, key_dim = resolved.pooling.dims(shape, shape)
-    steps_q = 1 if resolved.pooling.many_to_one else length
-    form = plans.kernel_form(resolved.scorer, resolved.masks, resolved.pooling, same_length=True)
-    return {
-        "plan": "auto",
-        "masks": resolved.masks,
-        "pooling": resolved.pooling,
-        "scorer": resolved.scorer,
-        "query_dim": query_dim,
-        "key_dim": key_dim,
-        "tq": steps_q,
-        "tk": length,
-        "needs_weights": False,
-        "same_length": True,
-        "kernel_ok": form is not None,
-        "training": training,
-    }
+    return plans.Request(
+        scorer=resolved.scorer,
+        masks=resolved.masks,
+        pooling=resolved.pooling,
+        query_dim=query_dim,
+        key_dim=key_dim,
+        steps_q=1 if resolved.pooling.many_to_one else length,
+        steps_k=length,
+        training=training,
+    )
 
 
 def plan_for(resolved, length: int, features: int, training: bool = False) -> dict[str, Any]:
     """The plan the layer runs at ``length`` steps (for inference, or a training step) and
-    why: {length, plan, reason}."""
-    args = _choose_arguments(resolved, length, features, training)
-    plan = plans.choose(**args)
-    return {"length": length, "plan": plan, "reason": _why(plan, resolved, args)}
-
-
-def _why(plan: str, resolved, args: dict[str, Any]) -> str:
-    """The rule of :func:`plans.choose` that picked ``plan``, in words."""
-    pooling, scorer = resolved.pooling, resolved.scorer
-    length = args["tk"]
-    back, ahead = plans.combined_reach(resolved.masks)
-    bounded = back is not None and ahead is not None
-    pair_width = scorer.pair_width(args["query_dim"], args["key_dim"])
-    pairs = length * length * pair_width
-    widths = f"T x T x pair width = {length} x {length} x {pair_width} = {pairs:,}"
-    if pooling.many_to_one:
-        return f"pooling '{pooling.name}' asks with one query and reads its weights"
-    if not pooling.uses_context:
-        return f"pooling '{pooling.name}' uses the weights themselves, not a context"
-    if plan == "kernel":
-        return (
-            f"a scaled dot product under a {'causal' if ahead == 0 else 'full'} mask: the "
-            "backend's fused dot_product_attention computes it exactly"
-        )
-    if plan == "banded":
-        window = back + 1 + ahead
-        return (
-            f"masks reach {back} back, {ahead} ahead: each query scores its {window} keys, "
-            f"O(T x {window})"
-        )
-    if plan == "chunked":
-        if bounded:
-            return (
-                "the gathered windows would exceed "
-                f"{_power(plans.BANDED_MAX)} floats per sample: query blocks instead"
-            )
-        skip = ", skipping future key blocks" if ahead == 0 else ""
-        return (
-            f"{widths} >= {_power(plans.CHUNK_ABOVE)}: query blocks with a running "
-            f"softmax{skip}, memory O(block x T)"
-        )
-    if bounded:
-        if length <= 2 * (back + 1 + ahead):
-            return (
-                f"T={length} is at most twice the window ({back + 1 + ahead} keys): "
-                "scoring every pair costs about the same"
-            )
-        floor = plans.BANDED_TRAIN_ABOVE if args["training"] else plans.BANDED_ABOVE
-        return f"{widths} < {_power(floor)}: every pair at once is faster than windows"
-    return f"{widths} < {_power(plans.CHUNK_ABOVE)}: every pair fits at once"
-
-
-def _power(value: int) -> str:
-    exponent = math.log2(value)
-    return f"2^{int(exponent)}" if exponent.is_integer() else f"{value:,}"
+    why: {length, plan, reason}, as :func:`attnkit.plans.choose` gives them."""
+    choice = plans.choose(request_for(resolved, length, features, training))
+    return {"length": length, "plan": choice.plan, "reason": choice.reason}
 
 
 # -- text ----------------------------------------------------------------------------------------

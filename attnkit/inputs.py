@@ -7,12 +7,22 @@ the layer and the shape it expected, before any arithmetic.
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 from keras import ops
 
 from attnkit.errors import InputShapeError, InputTypeError, MaskShapeError
-from attnkit.ops import as_bool_mask, is_ragged
 
-__all__ = ["check_mask", "split_shapes", "static", "unpack", "zero_padding"]
+__all__ = [
+    "as_bool_mask",
+    "check_mask",
+    "is_ragged",
+    "split_shapes",
+    "static",
+    "unpack",
+    "zero_padding",
+]
 
 
 def unpack(layer: str, inputs, mask):
@@ -101,3 +111,25 @@ def _check_list_length(count: int, owner: str) -> None:
             f"{owner} takes one tensor, [query, value] or [query, value, key]; "
             f"received a list of {count}"
         )
+
+
+def as_bool_mask(mask: Any) -> Any:
+    """A padding mask as booleans: bool as is, integers nonzero, floats above 0.5 (Keras' rule)."""
+    dtype = str(ops.dtype(mask))
+    if "bool" in dtype:
+        return mask
+    if "int" in dtype:
+        return ops.not_equal(mask, 0)
+    return ops.greater(mask, 0.5)
+
+
+def is_ragged(tensor: Any) -> bool:
+    """True for a ``tf.RaggedTensor`` (or a symbolic input declared ragged).
+
+    Looked up in ``sys.modules``: when TensorFlow was never imported no ragged tensor exists,
+    and the other backends must not pay for importing it.
+    """
+    if getattr(tensor, "ragged", False) is True:  # keras.Input(..., ragged=True)
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(tensor, tf.RaggedTensor)

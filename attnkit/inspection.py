@@ -3,7 +3,7 @@
     >>> weights = attnkit.attention_weights(model, "attention", x_test[:8])  # (8, Tq, Tk)
 
 The model is not rebuilt: it is called eagerly on the inputs, batch by batch, while
-:func:`attnkit.layer.capture` records what the named layer computed.
+:func:`attnkit.capture.capture` records what the named layer computed.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from attnkit.capture import capture
 from attnkit.errors import CaptureError, InputShapeError, LayerNotFoundError, did_you_mean
-from attnkit.layer import AttentionLayer, capture
+from attnkit.layer import AttentionLayer
 
-__all__ = ["attention_weights", "find_attention_layer"]
+__all__ = ["attention_weights", "find_attention_layer", "sample_count"]
 
 
 def attention_weights(
@@ -57,7 +58,7 @@ def attention_weights(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer. Received: {batch_size!r}")
     layer = find_attention_layer(model, layer_name)
-    count = _sample_count(inputs)
+    count = sample_count(inputs)
     batches = []
     with capture(layer.name) as found:
         for start in range(0, count, batch_size):
@@ -116,7 +117,7 @@ def find_attention_layer(model: keras.layers.Layer, layer_name: str) -> Attentio
     raise LayerNotFoundError(f"{reason}{hint} ({held})")
 
 
-def _sample_count(inputs: Any) -> int:
+def sample_count(inputs: Any) -> int:
     """N, the length of axis 0 that every input array shares."""
     leaves = keras.tree.flatten(inputs)
     counts = {int(leaf.shape[0]) if len(getattr(leaf, "shape", ())) else None for leaf in leaves}

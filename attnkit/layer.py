@@ -1,54 +1,32 @@
-"""``AttentionLayer``: a Keras layer composed from a spec's scorer, masks and pooling."""
+"""``AttentionLayer``: a Keras layer composed from a spec's scorer, masks and pooling.
+
+A call unpacks its inputs, lets the pooling prepare the queries, asks :mod:`attnkit.plans`
+which plan runs it and runs that plan, then pools what the plan computed.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import keras
 from keras import ops
 
-from attnkit import debug, plans
-from attnkit.dropout import WeightDropout
+from attnkit import capture, plans
+from attnkit.debug import check_stage
 from attnkit.errors import ComponentError, InputShapeError
 from attnkit.inputs import split_shapes, static, unpack, zero_padding
-from attnkit.ops import hide_unseen, masked_softmax, score_dtype
+from attnkit.numerics import attention_penalty, score_dtype
 from attnkit.resolution import Resolved
 from attnkit.saving import (
     activation_config,
     check_keras_registration,
     check_registered,
     check_saved_activation,
-    origin,
     resolve_spec,
 )
 
-__all__ = ["Attended", "AttentionLayer", "capture"]
-
-#: Layer name -> list of weight arrays, while :func:`capture` is active.
-_CAPTURE: contextvars.ContextVar[dict[str, list] | None] = contextvars.ContextVar(
-    "attnkit_capture", default=None
-)
-
-
-@contextlib.contextmanager
-def capture(*names: str) -> Iterator[dict[str, list]]:
-    """Record the attention weights of the named ``AttentionLayer`` s while the block runs.
-
-    Yields a dict layer name -> list with one NumPy array per eager call of that layer (what
-    ``return_attention=True`` would return). The named layers run the dense plan meanwhile, so
-    the weights exist; outputs are unchanged. Only eager calls record (``model(x)``, not
-    ``model.predict``, which traces).
-    """
-    found: dict[str, list] = {name: [] for name in names}
-    token = _CAPTURE.set(found)
-    try:
-        yield found
-    finally:
-        _CAPTURE.reset(token)
+__all__ = ["Attended", "AttentionLayer"]
 
 
 @attrs.define  # not frozen: torch.compile (dynamo) cannot trace object.__setattr__
@@ -57,9 +35,12 @@ class Attended:
 
     Attributes:
         output: the layer output, in the compute dtype.
-        reported: the weights ``return_attention`` returns, in the compute dtype.
-        weights: the raw attention (B, Tq', Tk) in the scoring dtype, after dropout.
-        allowed: boolean (B or 1, Tq', Tk) of visible keys, or None when all were visible.
+        reported: the weights ``return_attention`` returns, in the compute dtype, or None
+            when the plan that ran holds no weights.
+        weights: the raw attention (B, Tq', Tk) in the scoring dtype, after dropout (dense
+            plan only, else None).
+        allowed: boolean (B or 1, Tq', Tk) of visible keys, or None when all were visible
+            (dense plan only).
     """
 
     output: Any
@@ -118,7 +99,8 @@ class AttentionLayer(keras.layers.Layer):
             scorers with ``full``/``causal`` masks, ``banded`` for masks with a bounded reach
             once the sequence is long enough for windows to pay off, ``chunked`` for long
             fixed lengths, else ``dense``; returned weights, the regulariser and
-            many-to-one poolings always run ``dense``.
+            many-to-one poolings always run ``dense``. :meth:`choice` says which plan a call
+            takes, and why.
         **kwargs: the usual Layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -193,9 +175,7 @@ class AttentionLayer(keras.layers.Layer):
     # -- call ---------------------------------------------------------------------------------
     def call(self, inputs, mask=None, training=None):
         attended = self.attend(inputs, mask=mask, training=training)
-        captured = _CAPTURE.get()
-        if captured is not None and self.name in captured and attended.reported is not None:
-            captured[self.name].append(keras.ops.convert_to_numpy(attended.reported))
+        capture.record(self.name, attended.reported)
         if self.return_attention:
             return [attended.output, attended.reported]
         return attended.output
@@ -205,198 +185,99 @@ class AttentionLayer(keras.layers.Layer):
 
         Same arguments as ``call``; the layer must be built. Returns an :class:`Attended`
         whose ``weights`` are the raw (B, Tq', Tk) attention and ``allowed`` the boolean of
-        keys each query could see (None when everything was visible).
+        keys each query could see (None when everything was visible, or when a plan other
+        than dense ran).
         """
+        work, prepared, pooling_params = self._work(inputs, mask, bool(training))
+        outcome = plans.run(plans.choose(self._request(work, inputs, bool(training))), work)
+        if self.attention_regularizer_weight > 0:
+            weight = self.attention_regularizer_weight
+            self.add_loss(attention_penalty(outcome.softmax, outcome.query_valid, weight))
+        prepared = attrs.evolve(prepared, query=work.query, key=work.key, valid=outcome.query_valid)
+        pooling = self.resolved.pooling
+        output, reported = pooling.pool(
+            pooling_params, outcome.context, outcome.weights, prepared, work.value
+        )
+        output = check_stage(output, self._owner, "the output", pooling)
+        reported = None if reported is None else ops.cast(reported, self.compute_dtype)
+        return Attended(
+            ops.cast(output, self.compute_dtype), reported, outcome.weights, outcome.allowed
+        )
+
+    def choice(self, inputs, mask=None, training=False) -> plans.Choice:
+        """The execution plan this layer runs for ``inputs``, and why (what
+        :func:`attnkit.plans.choose` says for the call). The layer must be built."""
+        work, _, _ = self._work(inputs, mask, bool(training))
+        return plans.choose(self._request(work, inputs, bool(training)))
+
+    @property
+    def _owner(self) -> str:
+        return f"layer '{self.name}' ('{self.spec}')"
+
+    def _work(self, inputs, mask, training: bool):
+        """(the plans' :class:`Work`, the pooling's Prepared, the pooling's weights)."""
         query, value, key, query_mask, key_valid = unpack(self.name, inputs, mask)
-        work = score_dtype(self.compute_dtype)
+        dtype = score_dtype(self.compute_dtype)
         # Zero padded steps before any arithmetic ("double where"): whatever they hold (1e30,
         # inf, NaN) then reaches neither the output nor any gradient, even though in
         # self-attention the same tensor also feeds the queries.
         query = zero_padding(query, query_mask)
         key = zero_padding(key, key_valid)
         value = zero_padding(value, key_valid)
-        pooling, scorer = self.resolved.pooling, self.resolved.scorer
-        checking = debug.enabled()  # read at trace time, like every Python branch here
-        if checking:
-            query = self._debug(query, "the query input (padding excluded)")
-            if not isinstance(inputs, (list, tuple)):
-                key = value = query
-            else:
-                key = self._debug(key, "the key input (padding excluded)")
-                value = self._debug(value, "the value input (padding excluded)")
-        # Under a pure float16 policy the variables are float16 too; components see `work`.
-        pooling_params = {k: ops.cast(v, work) for k, v in self._pooling_params.items()}
-        scorer_params = {k: ops.cast(v, work) for k, v in self._scorer_params.items()}
-        prepared = pooling.prepare(pooling_params, query, key, query_mask)
-        prepared = attrs.evolve(
-            prepared, query=ops.cast(prepared.query, work), key=ops.cast(prepared.key, work)
-        )
-        single = not isinstance(inputs, (list, tuple))
-        plan = self._plan(prepared, single, training=bool(training))
+        query = check_stage(query, self._owner, "the query input (padding excluded)")
+        if not isinstance(inputs, (list, tuple)):
+            key = value = query
+        else:
+            key = check_stage(key, self._owner, "the key input (padding excluded)")
+            value = check_stage(value, self._owner, "the value input (padding excluded)")
+        # Under a pure float16 policy the variables are float16 too; components see `dtype`.
+        pooling_params = {k: ops.cast(v, dtype) for k, v in self._pooling_params.items()}
+        scorer_params = {k: ops.cast(v, dtype) for k, v in self._scorer_params.items()}
+        resolved = self.resolved
+        prepared = resolved.pooling.prepare(pooling_params, query, key, query_mask)
         dropout = None
         if training and self.dropout > 0:
-            dropout = WeightDropout(self.dropout, self.seed_generator)
-        if plan == "kernel":
-            context = plans.kernel(
-                scorer.dot_scale(scorer_params, prepared.query.shape[-1]),
-                prepared,
-                ops.cast(value, work),
-                self._kernel_form(prepared, single) == "causal",
-                key_valid,
-            )
-            if checking:
-                context = self._debug(context, "the fused attention kernel's output", scorer)
-            output, _ = pooling.pool(pooling_params, context, None, prepared, value)
-            if checking:
-                output = self._debug(output, "the output", pooling)
-            return Attended(ops.cast(output, self.compute_dtype), None, None, None)
-        if plan != "dense":
-            try:
-                context = plans.run(
-                    plan,
-                    scorer,
-                    scorer_params,
-                    prepared,
-                    ops.cast(value, work),
-                    self.resolved.masks,
-                    key_valid,
-                    self.attention_activation,
-                    dropout,
-                    pair_width=scorer.pair_width(prepared.query.shape[-1], prepared.key.shape[-1]),
-                    training=bool(training),
-                )
-            except ComponentError as error:  # the plans know the scorer, not the layer
-                raise ComponentError(f"layer '{self.name}': {error}") from error
-            if checking:
-                context = self._debug(context, f"the {plan} plan's context", scorer)
-            output, _ = pooling.pool(pooling_params, context, None, prepared, value)
-            if checking:
-                output = self._debug(output, "the output", pooling)
-            return Attended(ops.cast(output, self.compute_dtype), None, None, None)
-        allowed = self._allowed(prepared, key_valid)
-        if allowed is not None and self.resolved.masks:
-            # Padding is zeroed above; keys the masks hide from every query (causal with
-            # Tk > Tq, a many-to-one query's window) are zeroed here, before the scorer sees
-            # them, so that what they hold reaches no output and no gradient either.
-            hidden_key, value = hide_unseen(allowed, prepared.key, value)
-            prepared = attrs.evolve(prepared, key=hidden_key)
-        scores = scorer.score(scorer_params, prepared.query, prepared.key)
-        self._check_scores(scores, prepared.query, prepared.key)
-        scores = ops.cast(scores, work)
-        if checking:  # only the scores the masks let through are ever used
-            scores = self._debug(scores, "the scores", scorer, allowed)
-        if self.attention_activation is not None:
-            scores = self.attention_activation(scores)
-        seen = pooling.aligned and plans.rows_see_a_key(
-            self.resolved.masks, key_valid, prepared.valid
+            dropout = plans.WeightDropout(self.dropout, self.seed_generator)
+        work = plans.Work(
+            scorer=resolved.scorer,
+            masks=resolved.masks,
+            pooling=resolved.pooling,
+            params=scorer_params,
+            query=ops.cast(prepared.query, dtype),
+            key=ops.cast(prepared.key, dtype),
+            value=ops.cast(value, dtype),
+            positions=prepared.positions,
+            query_valid=prepared.valid,
+            key_valid=key_valid,
+            activation=self.attention_activation,
+            dropout=dropout,
+            training=training,
+            owner=self._owner,
         )
-        weights = masked_softmax(scores, allowed, rows_see_a_key=seen)
-        if checking:
-            weights = self._debug(weights, "the attention weights (activation, masked softmax)")
-        if allowed is not None:
-            # From here on "valid" means "sees at least one key": a many-to-one output whose
-            # query saw nothing is zero, like a seq row with nothing visible.
-            prepared = attrs.evolve(prepared, valid=ops.any(allowed, axis=-1))
-        elif pooling.many_to_one and not (static(prepared.key.shape[1]) or 0) > 0:
-            # Unmasked, a query sees every key: none at all when there are no keys (Tk = 0),
-            # and then last(units)'s tanh(W_c [0; h_t]) must be zeroed too.
-            seen = ops.greater(ops.shape(prepared.key)[1], 0)
-            prepared = attrs.evolve(
-                prepared, valid=ops.broadcast_to(seen, ops.shape(prepared.query)[:2])
-            )
-        if self.attention_regularizer_weight > 0:
-            self.add_loss(self._regularizer(weights, prepared.valid))
-        if dropout is not None:
-            weights = dropout(weights)
-        value = ops.cast(value, work)
-        context = ops.matmul(weights, value) if pooling.uses_context else None
-        output, reported = pooling.pool(pooling_params, context, weights, prepared, value)
-        if checking:
-            output = self._debug(output, "the output", pooling)
-        return Attended(
-            ops.cast(output, self.compute_dtype),
-            ops.cast(reported, self.compute_dtype),
-            weights,
-            allowed,
-        )
+        return work, prepared, pooling_params
 
-    def _debug(self, value, stage: str, component=None, valid=None):
-        """``value``, checked for NaN/inf in debug mode (:mod:`attnkit.debug`)."""
-        what = f"layer '{self.name}' ('{self.spec}'): {stage}"
-        if component is not None:
-            what += f" from {component.kind} '{component.name}' ({origin(component)})"
-        return debug.check(value, what, valid)
-
-    def _kernel_form(self, prepared, single: bool) -> str | None:
-        tq, tk = (static(prepared.query.shape[1]), static(prepared.key.shape[1]))
-        return plans.kernel_form(
-            self.resolved.scorer,
-            self.resolved.masks,
-            self.resolved.pooling,
-            same_length=single or (tq is not None and tq == tk),
-        )
-
-    def _plan(self, prepared, single: bool, training: bool = False) -> str:
-        """The execution plan for these shapes (see attnkit.plans)."""
+    def _request(self, work: plans.Work, inputs, training: bool) -> plans.Request:
         # A length is known only when it is a Python int: JAX traces symbolic shapes with
         # jax.export dimension expressions, which refuse inconclusive comparisons.
-        tq, tk = (static(prepared.query.shape[1]), static(prepared.key.shape[1]))
-        pooling = self.resolved.pooling
-        kernel_ok = (
-            not (training and self.dropout > 0)
-            and self.attention_activation is None
-            and self._kernel_form(prepared, single) is not None
-        )
-        return plans.choose(
-            self.plan,
-            self.resolved.masks,
-            pooling,
-            self.resolved.scorer,
-            prepared.query.shape[-1],
-            prepared.key.shape[-1],
-            tq,
-            tk,
+        tq, tk = static(work.query.shape[1]), static(work.key.shape[1])
+        single = not isinstance(inputs, (list, tuple))
+        return plans.Request(
+            scorer=work.scorer,
+            masks=work.masks,
+            pooling=work.pooling,
+            query_dim=work.query.shape[-1],
+            key_dim=work.key.shape[-1],
+            steps_q=tq,
+            steps_k=tk,
+            same_length=single or (tq is not None and tq == tk),
+            requested=self.plan,
+            training=training,
             needs_weights=self.return_attention
             or self.attention_regularizer_weight > 0
-            or self.name in (_CAPTURE.get() or ()),
-            same_length=single or (tq is not None and tq == tk),
-            kernel_ok=kernel_ok,
-            training=training,
+            or capture.wanted(self.name),
+            activation=self.attention_activation is not None,
+            dropout=work.dropout is not None,
         )
-
-    def _allowed(self, prepared, key_valid):
-        """The boolean (B or 1, Tq, Tk) of keys each query may see, or None for all."""
-        allowed = None
-
-        def both(a, b):
-            return b if a is None else ops.logical_and(a, b)
-
-        if self.resolved.masks:
-            q_idx = ops.expand_dims(prepared.positions, -1)
-            steps = ops.shape(prepared.key)[1]
-            k_idx = ops.reshape(ops.arange(steps, dtype="int32"), (1, 1, -1))
-            for mask in self.resolved.masks:
-                allowed = both(allowed, mask.allowed(q_idx, k_idx))
-        if key_valid is not None:
-            allowed = both(allowed, ops.expand_dims(key_valid, 1))
-        if prepared.valid is not None:
-            allowed = both(allowed, ops.expand_dims(prepared.valid, -1))
-        return allowed
-
-    def _check_scores(self, scores, query, key) -> None:
-        """ComponentError naming the scorer and its distribution unless the scores are floating
-        and (B, Tq, Tk) for these queries and keys (see :func:`attnkit.plans.check_scores`)."""
-        plans.check_scores(self.resolved.scorer, scores, query, key, "dense", layer=self.name)
-
-    def _regularizer(self, weights, valid):
-        """lambda * sum_b ||(A A^T - I) * V||_F^2 / B, V excluding pairs with a padded row."""
-        gram = ops.matmul(weights, ops.swapaxes(weights, -1, -2))
-        diff = gram - ops.eye(ops.shape(gram)[-1], dtype=gram.dtype)
-        if valid is not None:
-            pair = ops.logical_and(ops.expand_dims(valid, -1), ops.expand_dims(valid, 1))
-            diff = ops.where(pair, diff, ops.zeros_like(diff))
-        batch = ops.cast(ops.shape(weights)[0], diff.dtype)
-        return self.attention_regularizer_weight * ops.sum(ops.square(diff)) / batch
 
     # -- masks, config ------------------------------------------------------------------------
     def compute_mask(self, inputs, mask=None):

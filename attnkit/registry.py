@@ -5,9 +5,9 @@ built-ins are declared in its ``pyproject.toml`` under that group and load the s
 Loading is lazy (first :meth:`Registry.resolve` or :meth:`Registry.components`), happens once, and
 is guarded by a re-entrant lock. Each entry point loads in isolation: one that fails to import or
 validate (a bad component, a hook pluggy rejects, a misspelled hook, or an import that replaced
-attnkit's own names in Keras' serializable registry) is reported once with an
-:class:`AttnkitPluginWarning` naming the entry point, its distribution and version, and the
-error, and is skipped: the plugin manager is left as if it had never been registered.
+attnkit's own names in Keras' serializable registry; :mod:`attnkit.plugin_checks`) is reported
+once with an :class:`AttnkitPluginWarning` naming the entry point, its distribution and version,
+and the error, and is skipped: the plugin manager is left as if it had never been registered.
 
 Environment switches (read when a registry is created):
     ATTNKIT_STRICT_PLUGINS=1: a broken or conflicting plugin raises instead of warning.
@@ -17,36 +17,39 @@ Environment switches (read when a registry is created):
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata as metadata
 import os
-import re
 import threading
 import warnings
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import pluggy
 
 from attnkit import hookspecs
-from attnkit.components import KINDS, Mask, Pooling, Scorer
+from attnkit.components import KINDS, Component
 from attnkit.errors import (
     AttnkitPluginWarning,
     PluginConflictError,
-    PluginLoadError,
     SpecSlotError,
     UnknownComponentError,
     did_you_mean,
 )
-from attnkit.resolution import Resolved, fill_slots
-from attnkit.spec import Spec, is_name, parse
+from attnkit.plugin_loading import (
+    GROUP,
+    OWN_DISTRIBUTION,
+    EntryPoint,
+    Rejected,
+    entry_points,
+    load_plugin,
+    normalize,
+    source_entry_points,
+    validate_component_class,
+)
+from attnkit.resolution import DEFAULT_POOLING, Resolved, assemble
+from attnkit.spec import Spec, parse
 
-__all__ = ["ComponentInfo", "PluginInfo", "Registry", "registry"]
-
-GROUP = "attnkit"
-OWN_DISTRIBUTION = "attnkit"
-BUILTIN_MODULES = ("attnkit.scorers", "attnkit.masks", "attnkit.poolings")
-_BASES = {"scorer": Scorer, "mask": Mask, "pooling": Pooling}
+__all__ = ["ComponentInfo", "PluginInfo", "Registry", "registry", "validate_component_class"]
 
 
 @attrs.frozen
@@ -62,7 +65,7 @@ class ComponentInfo:
 
     @property
     def builtin(self) -> bool:
-        return _normalize(self.distribution) == OWN_DISTRIBUTION
+        return normalize(self.distribution) == OWN_DISTRIBUTION
 
 
 @attrs.frozen
@@ -78,43 +81,8 @@ class PluginInfo:
     components: tuple[str, ...] = ()
 
 
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _is_frozen_attrs(cls: type) -> bool:
-    return attrs.has(cls) and getattr(cls.__setattr__, "__name__", "") == "_frozen_setattrs"
-
-
-def validate_component_class(cls: object) -> str | None:
-    """Why ``cls`` cannot be registered as a component, or None if it can."""
-    if not isinstance(cls, type):
-        return f"{cls!r} is not a class"
-    kinds = [kind for kind, base in _BASES.items() if issubclass(cls, base)]
-    if len(kinds) != 1:
-        return f"{cls.__qualname__} must subclass exactly one of attnkit.Scorer, Mask, Pooling"
-    if not _is_frozen_attrs(cls):
-        return f"{cls.__qualname__} must be an attrs frozen class (decorate it with @attrs.frozen)"
-    name = cls.__dict__.get("name", getattr(cls, "name", ""))
-    if not isinstance(name, str) or not is_name(name):
-        return (
-            f"{cls.__qualname__}.name must be a lower-case name not ending in a digit "
-            f"(got {name!r})"
-        )
-    fields = {f.name for f in attrs.fields(cls)}
-    if cls.shorthand is not None and cls.shorthand not in fields:
-        return (
-            f"{cls.__qualname__}.shorthand {cls.shorthand!r} is not one of its fields "
-            f"{sorted(fields)}"
-        )
-    required = {"scorer": "score", "mask": "allowed", "pooling": "pool"}[kinds[0]]
-    if getattr(cls, required) is getattr(_BASES[kinds[0]], required):
-        return f"{cls.__qualname__} must implement {required}()"
-    return None
 
 
 class Registry:
@@ -144,7 +112,7 @@ class Registry:
         )
         if blocked is None:
             blocked = [b for b in os.environ.get("ATTNKIT_BLOCK_PLUGINS", "").split(",") if b]
-        self.blocked = {_normalize(b.strip()) for b in blocked}
+        self.blocked = {normalize(b.strip()) for b in blocked}
         self._lock = threading.RLock()
         self._state = "new"  # new -> loading -> loaded
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -163,134 +131,53 @@ class Registry:
                 return
             self._state = "loading"
             try:
-                own, others = self._entry_points()
-                if own:
-                    for ep, dist, version in own:
-                        self._load_entry_point(ep.name, ep.value, dist, version, ep.load)
-                else:  # a source checkout that was never pip-installed has no entry points
+                own, others = entry_points(self.group)
+                if not own:  # a source checkout that was never pip-installed has no entry points
                     self._warn(
                         "attnkit is not installed (no 'attnkit' entry points found); "
                         "loading its built-in components from the source tree. "
                         "Run `pip install -e .` to register them properly."
                     )
-                    for module in BUILTIN_MODULES:
-                        short = module.rsplit(".", 1)[1]
-                        self._load_entry_point(
-                            short,
-                            module,
-                            OWN_DISTRIBUTION,
-                            "source",
-                            lambda m=module: importlib.import_module(m),
-                        )
-                for ep, dist, version in others:
-                    self._load_entry_point(ep.name, ep.value, dist, version, ep.load)
+                    own = source_entry_points(self.group)
+                for entry in own + others:
+                    self._load_entry_point(entry)
             finally:
                 self._state = "loaded"
 
-    def _entry_points(self):
-        """(own, others): entry points deduplicated by distribution; own first, others sorted."""
-        seen: set[tuple[str, str]] = set()
-        own, others = [], []
-        for ep in metadata.entry_points(group=self.group):
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else "<unknown>"
-            version = ep.dist.version if ep.dist is not None else "?"
-            key = (_normalize(dist), ep.name)
-            if key in seen:  # the same distribution twice on sys.path (egg-info + dist-info)
-                continue
-            seen.add(key)
-            (own if key[0] == OWN_DISTRIBUTION else others).append((ep, dist, version))
-        others.sort(key=lambda item: (_normalize(item[1]), item[0].name))
-        return own, others
-
-    def _load_entry_point(self, name, value, dist, version, load) -> None:
-        own = _normalize(dist) == OWN_DISTRIBUTION
-        where = (
-            f"entry point '{name} = {value}' (group '{self.group}') "
-            f"of distribution {dist} {version}"
-        )
-
-        def record(status: str, error: str | None = None, components=()):
-            self._plugins.append(
-                PluginInfo(name, value, dist, version, status, error, tuple(components))
-            )
-
-        if not own and (not self.autoload or {_normalize(name), _normalize(dist)} & self.blocked):
-            record("blocked", "autoload disabled" if not self.autoload else "blocked")
-            return
-        if not own:
-            problem = self._requirement_problem(dist)
-            if problem:
-                self._broken(record, where, problem)
-                return
-        keras_names = _keras_names()
-        try:
-            module = load()
-        except (Exception, SystemExit) as error:  # a plugin must never take attnkit down
-            _restore_keras_names(keras_names)
-            self._broken(record, where, f"import failed: {type(error).__name__}: {error}", error)
-            return
-        taken = _restore_keras_names(keras_names)
-        if taken and not own:
-            self._broken(
-                record,
-                where,
-                f"importing it replaced attnkit's own Keras serializable {', '.join(taken)} "
-                "(register the plugin's Keras objects under its own package, e.g. "
-                "@keras.saving.register_keras_serializable(package='<distribution>')); "
-                "attnkit's were put back",
-                error_cls=PluginConflictError,
-            )
-            return
-        plugin_name = f"{dist}:{name}"
-        try:
-            self._pm.register(module, name=plugin_name)
-            # pluggy reports a misspelled hook only from check_pending(), which checks every
-            # plugin at once: run it after each registration instead, so that the plugin with
-            # the typo is the one rejected. Every plugin registered before passed the same
-            # check (or was unregistered), so whatever it finds belongs to this one.
-            self._pm.check_pending()
-        except Exception as error:  # PluginValidationError, or the module already registered
-            self._unregister(module, plugin_name)
-            self._broken(record, where, f"invalid hook: {error}{self._hook_hint(error)}", error)
-            return
-        impls = [
-            impl
-            for impl in self._pm.hook.attnkit_add_components.get_hookimpls()
-            if impl.plugin is module
-        ]
-        if not impls:
-            self._unregister(module, plugin_name)
-            self._broken(record, where, "it defines no @attnkit.hookimpl attnkit_add_components()")
+    def _load_entry_point(self, entry: EntryPoint) -> None:
+        names = {normalize(entry.name), normalize(entry.distribution)}
+        if not entry.own and (not self.autoload or names & self.blocked):
+            self._record(entry, "blocked", "autoload disabled" if not self.autoload else "blocked")
             return
         try:
-            classes = [cls for impl in impls for cls in (impl.function() or [])]
-        except Exception as error:
-            self._unregister(module, plugin_name)
-            self._broken(
-                record,
-                where,
-                f"attnkit_add_components() raised {type(error).__name__}: {error}",
-                error,
+            classes = load_plugin(self._pm, entry)
+        except Rejected as rejected:
+            self._record(entry, "broken", rejected.problem)
+            self._report(
+                rejected.error_cls, f"skipping {entry.where}: {rejected.problem}", rejected.cause
             )
-            return
-        for cls in classes:
-            problem = validate_component_class(cls)
-            if problem:
-                self._unregister(module, plugin_name)
-                self._broken(record, where, f"invalid component: {problem}")
-                return
-        names = [cls.name for cls in classes]
-        clashes = {n for n in names if names.count(n) > 1}
-        if clashes:
-            self._unregister(module, plugin_name)
-            self._broken(record, where, f"it provides {sorted(clashes)} more than once")
             return
         accepted = []
         for cls in classes:
-            info = ComponentInfo(cls.name, cls.kind, cls, name, dist, version)
-            if self._add(info, where):
+            info = ComponentInfo(
+                cls.name, cls.kind, cls, entry.name, entry.distribution, entry.version
+            )
+            if self._add(info, entry.where):
                 accepted.append(cls.name)
-        record("loaded" if accepted or not classes else "conflict", None, accepted)
+        self._record(entry, "loaded" if accepted or not classes else "conflict", None, accepted)
+
+    def _record(self, entry: EntryPoint, status: str, error=None, components=()) -> None:
+        self._plugins.append(
+            PluginInfo(
+                entry.name,
+                entry.value,
+                entry.distribution,
+                entry.version,
+                status,
+                error,
+                tuple(components),
+            )
+        )
 
     def _add(self, info: ComponentInfo, where: str) -> bool:
         """Register one component; a clash with another distribution is loud, never silent."""
@@ -336,71 +223,6 @@ class Registry:
             f"component name '{name}' is provided by {owners}; it is unusable until one of "
             f"them is uninstalled or blocked with ATTNKIT_BLOCK_PLUGINS=<distribution>"
         )
-
-    def _requirement_problem(self, dist: str) -> str | None:
-        """A plugin declaring an attnkit requirement that this attnkit does not meet is skipped."""
-        from packaging.requirements import InvalidRequirement, Requirement
-
-        try:
-            requires = metadata.distribution(dist).requires or []
-            mine = metadata.version(OWN_DISTRIBUTION)
-        except metadata.PackageNotFoundError:
-            return None
-        for line in requires:
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                continue
-            if _normalize(req.name) != OWN_DISTRIBUTION:
-                continue
-            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-                continue
-            if req.specifier and not req.specifier.contains(mine, prereleases=True):
-                return f"it requires {req}; this is attnkit {mine}"
-        return None
-
-    def _unregister(self, module, plugin_name: str) -> None:
-        # pluggy leaves a plugin registered when its validation fails (pluggy#733).
-        if self._pm.has_plugin(plugin_name) or self._pm.is_registered(module):
-            try:
-                self._pm.unregister(
-                    plugin=module if self._pm.is_registered(module) else None, name=plugin_name
-                )
-            except ValueError:  # pragma: no cover - registered under another name
-                pass
-        # unregister() empties the caller pluggy made for an unknown (misspelled) hook but keeps
-        # it; drop it, so the manager looks as if the plugin had never been registered.
-        for hook_name, caller in list(vars(self._pm.hook).items()):
-            if (
-                not hook_name.startswith("_")
-                and isinstance(caller, pluggy.HookCaller)
-                and not caller.has_spec()
-                and not caller.get_hookimpls()
-            ):
-                delattr(self._pm.hook, hook_name)
-
-    @staticmethod
-    def _hook_hint(error: Exception) -> str:
-        """For an unknown hook, the hook it was probably meant to be (or the hooks there are)."""
-        match = re.match(r"unknown hook '([^']+)'", str(error))
-        if not match:
-            return ""
-        known = [n for n in vars(hookspecs) if n.startswith("attnkit_")]
-        close = did_you_mean(match.group(1), known)
-        if close:
-            return f"; did you mean '{close[0]}'?"
-        return f"; attnkit's hooks are: {', '.join(sorted(known))}"
-
-    def _broken(
-        self,
-        record,
-        where: str,
-        problem: str,
-        cause: BaseException | None = None,
-        error_cls: type[Exception] = PluginLoadError,
-    ) -> None:
-        record("broken", problem)
-        self._report(error_cls, f"skipping {where}: {problem}", cause)
 
     def _report(self, error_cls: type[Exception], message: str, cause=None) -> None:
         if self.strict:
@@ -482,46 +304,34 @@ class Registry:
         """
         parsed = spec if isinstance(spec, Spec) else parse(spec)
         self.load()
-        return fill_slots(self, parsed)
+        text = parsed.text or str(parsed)
+        found: list[tuple[Component, Any]] = []
+        plugins: dict[str, str] = {}
+        for token in parsed.tokens:
+            try:
+                info = self.get(token.name)
+            except UnknownComponentError:
+                raise UnknownComponentError(
+                    f"unknown component '{token.name}'",
+                    text,
+                    token.start,
+                    token.start + len(token.name),
+                    self.suggest(token.name),
+                ) from None
+            found.append((info.cls.from_token(token, text), token))
+            if not info.builtin:
+                plugins[info.name] = f"{info.distribution}=={info.version}"
+        scorers = [c.name for c in self.components("scorer")]
+        default = self.get(DEFAULT_POOLING).cls()
+        return assemble(text, found, default, scorers, plugins)
 
-
-#: Keras' serializable names under attnkit's package, e.g. ``attnkit>AttentionLayer``.
-_KERAS_PREFIX = "attnkit>"
-
-
-def _keras_names() -> dict[str, object] | None:
-    """attnkit's entries in Keras' serializable registry (None before Keras is imported)."""
-    import sys
-
-    # Importing Keras only for this check would make the registry cost a Keras import.
-    if "keras" not in sys.modules:
-        return None
-    import keras
-
-    return {
-        key: obj
-        for key, obj in keras.saving.get_custom_objects().items()
-        if key.startswith(_KERAS_PREFIX)
-    }
-
-
-def _restore_keras_names(before: dict[str, object] | None) -> list[str]:
-    """Put back attnkit's Keras names a plugin import replaced; returns the ones replaced.
-
-    Keras' ``register_keras_serializable`` silently overwrites an existing name, and a file
-    saved with ``attnkit>AttentionLayer`` would then load as the plugin's class. Only names
-    that existed before and now map to another object count: a plugin adding a new name under
-    ``attnkit>`` collides with nothing.
-    """
-    if before is None:
-        return []
-    import keras
-
-    custom = keras.saving.get_custom_objects()
-    taken = [key for key, obj in before.items() if custom.get(key) is not obj]
-    for key in taken:
-        custom[key] = before[key]
-    return sorted(taken)
+    def origin(self, component: Component) -> str:
+        """Where ``component``'s class comes from: ``"from <distribution> <version>"``, or
+        ``"not registered"``."""
+        for info in self.components():
+            if info.cls is type(component):
+                return f"from {info.distribution} {info.version}"
+        return "not registered"
 
 
 _default: Registry | None = None

@@ -1,4 +1,4 @@
-"""Slot rules: from a parsed spec and a registry to a :class:`Resolved` set of components.
+"""Slot rules: from the components a spec's tokens name to a :class:`Resolved` set of them.
 
 One scorer; zero or more masks, ANDed (none means ``full``; ``full`` cannot be combined with
 another mask; a mask may not appear twice); at most one pooling (none means ``seq``). The
@@ -7,18 +7,13 @@ canonical text is scorer, masks sorted, pooling, with every default left out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 
-from attnkit.components import KINDS, Component, Mask, Pooling, Scorer
-from attnkit.errors import SpecSlotError, UnknownComponentError
-from attnkit.spec import Spec, Token
+from attnkit.components import Component, Mask, Pooling, Scorer
+from attnkit.errors import SpecSlotError
+from attnkit.spec import Token
 
-if TYPE_CHECKING:
-    from attnkit.registry import Registry
-
-__all__ = ["DEFAULT_POOLING", "IDENTITY_MASK", "Resolved", "fill_slots"]
+__all__ = ["DEFAULT_POOLING", "IDENTITY_MASK", "Resolved", "assemble"]
 
 DEFAULT_POOLING = "seq"
 IDENTITY_MASK = "full"
@@ -61,41 +56,39 @@ class Resolved:
         return cls(scorer, kept, pooling, "+".join(parts), dict(plugins or {}))
 
 
-def fill_slots(registry: Registry, spec: Spec) -> Resolved:
-    """Look every token up in ``registry`` and check the slot rules.
+def assemble(
+    text: str,
+    found: list[tuple[Component, Token]],
+    default_pooling: Pooling,
+    scorer_names: list[str],
+    plugins: dict[str, str] | None = None,
+) -> Resolved:
+    """Check the slot rules on the components a spec's tokens named, and assemble them.
+
+    Args:
+        text: the spec text, for the caret.
+        found: (component, its token) in the order written.
+        default_pooling: the pooling when none is named (``seq``).
+        scorer_names: the registered scorers, suggested when none is named.
+        plugins: component name -> ``"distribution==version"`` for non-built-ins.
 
     Raises:
-        UnknownComponentError, SpecParameterError, SpecSlotError: with a caret under the token.
+        SpecSlotError: with a caret under the token.
     """
-    text = spec.text or str(spec)
-    found: dict[str, list[tuple[Component, Token]]] = {k: [] for k in KINDS}
-    plugins: dict[str, str] = {}
-    for token in spec.tokens:
-        try:
-            info = registry.get(token.name)
-        except UnknownComponentError:
-            raise UnknownComponentError(
-                f"unknown component '{token.name}'",
-                text,
-                token.start,
-                token.start + len(token.name),
-                registry.suggest(token.name),
-            ) from None
-        found[info.kind].append((info.cls.from_token(token, text), token))
-        if not info.builtin:
-            plugins[info.name] = f"{info.distribution}=={info.version}"
+    scorers = [(c, t) for c, t in found if c.kind == "scorer"]
+    masks = [(c, t) for c, t in found if c.kind == "mask"]
+    poolings = [(c, t) for c, t in found if c.kind == "pooling"]
 
     def slot_error(reason: str, token: Token, hint: str | None = None) -> SpecSlotError:
         return SpecSlotError(reason, text, token.start, token.end, hint)
 
-    scorers, masks, poolings = found["scorer"], found["mask"], found["pooling"]
     if not scorers:
         raise SpecSlotError(
             f"spec {text!r} names no scorer",
             text,
             0,
             len(text),
-            "add one: " + ", ".join(c.name for c in registry.components("scorer")),
+            "add one: " + ", ".join(scorer_names),
         )
     for what, entries, most in (("scorer", scorers, "one"), ("pooling", poolings, "at most one")):
         if len(entries) > 1:
@@ -117,7 +110,6 @@ def fill_slots(registry: Registry, spec: Spec) -> Resolved:
             f"drop '{IDENTITY_MASK}' (no mask means full attention)",
         )
     mask_list = sorted((m for m, _ in masks if m.name != IDENTITY_MASK), key=str)
-    default_pooling = registry.get(DEFAULT_POOLING).cls()
     pooling = poolings[0][0] if poolings else default_pooling
     if mask_list and not pooling.accepts_masks:
         raise slot_error(

@@ -3,7 +3,7 @@ config may name, and whose class Keras' name ``attnkit>AttentionLayer`` builds.
 
 - Resolving a saved spec names the missing plugin distribution, with a validated pip line.
 - ``get_config`` refuses what could not load back as data: components no plugin registers,
-  activations Keras would store as code (reliability.md S3).
+  activations Keras would store as code (guarantee S3, docs/guarantees.md).
 - Every save and load checks the Keras registration is still attnkit's (S4).
 """
 
@@ -33,7 +33,6 @@ __all__ = [
     "check_registered",
     "check_saved_activation",
     "known",
-    "origin",
     "resolve_spec",
 ]
 
@@ -237,10 +236,3 @@ def activation_config(layer_name: str, activation: Any) -> Any:
 
 def known(name: str) -> bool:
     return any(c.name == name for c in registry().components())
-
-
-def origin(component) -> str:
-    for info in registry().components():
-        if info.cls is type(component):
-            return f"from {info.distribution} {info.version}"
-    return "not registered"

@@ -78,6 +78,26 @@ def matmul_peak(args) -> dict:
     return result
 
 
+def machine() -> str:
+    """The CPU's model name and core count (and the Python and Keras versions), for the table's
+    header: a figure means little without the machine it ran on."""
+    import platform
+
+    import keras
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            names = [
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            ]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores, Python {platform.python_version()}, Keras {keras.__version__}"
+
+
 def _ok(result) -> bool:
     return bool(result) and "error" not in result
 
@@ -141,6 +161,7 @@ def main(argv=None) -> int:
     peak = matmul_peak(args)
     gflops, device = peak["gflops"], peak["device"]
     memory = "peak GPU allocation" if device == "gpu" else "peak RSS"
+    print(f"machine: {machine()}")
     print(
         f"{args.backend} on {device}, batch {args.batch}, {args.features} features, "
         f"{args.dtype}; float32 matmul peak {gflops:.0f} GFLOP/s; memory: {memory} above a "

@@ -7,7 +7,7 @@ b_ju)`` once in the forward pass and again, with its gradient, in the backward p
 script times exactly that pairwise work over every (query, key) pair, in query blocks of 16 as
 the chunked plan runs them, with nothing else (no projections, no softmax, no values), op by op
 and compiled with XLA, then the whole layers' forward and backward passes. TensorFlow only; the
-figures are quoted in benchmarks/README.md ("Against the targets of issue 4")."""
+figures are quoted in benchmarks/README.md ("Targets")."""
 
 import os
 

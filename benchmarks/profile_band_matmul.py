@@ -2,11 +2,12 @@
 gradient with respect to both the weights and the values, three ways (batch 32, T=1024, 64
 features, window 15), op by op and compiled with XLA: ``python -m benchmarks.profile_band_matmul``.
 
-- W shifted products, what the offset pass did until the ninth session;
-- the values' windows gathered, (B, T, W, Dv), and one einsum: the gathered path (dropout);
-- :func:`attnkit.banded.band_matmul`, one batched matmul per block of queries (now both).
+- W shifted products (what a compiled inference pass runs);
+- the values' windows gathered, (B, T, W, Dv), and one einsum;
+- :func:`attnkit.plans._window_sum.band_matmul`, one batched matmul per block of queries
+  (what training and op-by-op passes run).
 
-TensorFlow only; the figures are quoted in benchmarks/README.md ("Ninth session")."""
+TensorFlow only; benchmarks/README.md quotes the figures."""
 
 import os
 import statistics
@@ -16,7 +17,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
 import tensorflow as tf
 
-from attnkit.banded import band_matmul
+from attnkit.plans._window_sum import band_matmul
 
 B, T, D, BACK, AHEAD = 32, 1024, 64, 7, 7
 W = BACK + AHEAD + 1

@@ -1,7 +1,7 @@
 """Where the banded forward pass of additive+local15 spends its time (batch 32, T=1024, 64
 features, units 32, window 15), one tf.function per line: ``python -m benchmarks.profile_banded``.
-The last line is the computation attnkit's banded plan now runs for inference (attnkit/banded.py).
-TensorFlow only; the figures are quoted in benchmarks/README.md."""
+The last line is the computation attnkit's banded plan runs for inference
+(attnkit/plans/_banded.py). TensorFlow only."""
 
 import os
 import statistics

@@ -1,7 +1,6 @@
 """Where dot+causal's time goes against dot's on the chunked plan (batch 32, T=4096, 64
 features, query blocks of 512), one tf.function per line: ``python -m benchmarks.profile_causal``.
-TensorFlow only; the figures are quoted in benchmarks/README.md ("Third session", "Fifth
-session")."""
+TensorFlow only; the figures are quoted in benchmarks/README.md ("Targets")."""
 
 import os
 import statistics

@@ -137,7 +137,7 @@ def _torch_step(model, x, y, mode):
 
 def device_kind() -> str:
     """``gpu`` when the Keras backend sees a GPU (and so computes on it), else ``cpu``."""
-    from attnkit.conformance._harness import gpu_available
+    from attnkit.backend import gpu_available
 
     return "cpu" if gpu_available() else "gpu"
 

@@ -1,4 +1,6 @@
-"""Shared test set-up: quiet TensorFlow, hypothesis profiles, tolerances per dtype."""
+"""Shared test set-up: quiet TensorFlow, hypothesis profiles, the float32 policy, small chunks.
+
+Helpers the tests import live in the support package beside this file."""
 
 from __future__ import annotations
 
@@ -29,3 +31,11 @@ def _float32_policy():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Query blocks of 16, so the chunked plan runs several blocks at the tests' lengths."""
+    from attnkit.plans import _limits
+
+    monkeypatch.setattr(_limits, "CHUNK_TARGET", 16)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from crossload import load_elsewhere, require_backend
+from support.crossload import load_elsewhere, require_backend
 
 import attnkit
 

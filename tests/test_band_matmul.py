@@ -9,12 +9,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from autodiff import value_and_grads
 from keras import ops
-from tolerances import assert_close
+from support.autodiff import value_and_grads
+from support.compare import assert_close
 
-from attnkit import banded
-from attnkit.banded import band_matmul, window_sum
+from attnkit.plans import _window_sum as banded
+from attnkit.plans._window_sum import band_matmul, window_sum
 
 
 def reference(w, v, back):
@@ -119,7 +119,7 @@ def test_a_length_unknown_when_the_graph_is_built():
 @pytest.mark.parametrize("poison", [np.inf, np.nan])
 def test_a_non_finite_value_reaches_only_the_rows_whose_window_holds_it(poison, back, ahead):
     """0 * inf is NaN: a block's matmul would carry it to every row of the block; rows that
-    cannot see the value must come out as without it (shared/reliability.md, N5)."""
+    cannot see the value must come out as without it (guarantee N5)."""
     steps, poisoned = 40, 21
     w, v, _ = _inputs(steps, back + ahead + 1, seed=4)
     dirty = v.copy()

@@ -20,7 +20,9 @@ def test_compare_script_runs_and_prints_ratios(capsys):
     argv = ["--tiny", "--only", "dot causal", "--modes", "fwd", "train", "--backend", backend]
     assert compare.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{backend} on cpu") or out.startswith(f"{backend} on gpu"), out
+    first, second = out.splitlines()[:2]
+    assert first.startswith("machine: ") and "cores" in first, first
+    assert second.startswith((f"{backend} on cpu", f"{backend} on gpu")), out
     rows = [line for line in out.splitlines() if line.startswith("dot causal")]
     # dot causal against keras.layers.Attention and against dot_product_attention, both modes
     assert len(rows) == 4, out

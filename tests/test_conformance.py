@@ -11,18 +11,13 @@ xfail where a defect slips past the suite (it turns red once a check catches it:
 
 from __future__ import annotations
 
-import broken_components as B
 import keras
 import numpy as np
 import pytest
+from support import broken as B
 
-from attnkit.conformance import (
-    CHECKS,
-    CheckResult,
-    _harness,
-    check_component,
-    parametrize_with_checks,
-)
+from attnkit import backend
+from attnkit.conformance import CHECKS, CheckResult, check_component, parametrize_with_checks
 from attnkit.conformance._engine import SLOW, run_case
 from attnkit.conformance._harness import layer_for, make_data, numpy, subject_for
 from attnkit.conformance._pytest import BoundCheck
@@ -233,10 +228,10 @@ def test_device_agreement_skips_in_the_cpu_case():
 
 
 def test_device_agreement_gpu_case_skips_without_a_gpu(monkeypatch):
-    reason = _harness.gpu_available()
+    reason = backend.gpu_available()
     if reason is None:  # a GPU is visible here: take it away to exercise the skip
         reason = "no GPU visible (hidden by the test)"
-        monkeypatch.setattr(_harness, "gpu_available", lambda: reason)
+        monkeypatch.setattr(backend, "gpu_available", lambda: reason)
     assert "GPU" in reason
     result = run_case(subject_for(B.BrokenGpuPath()), CHECK["check_device_agreement"], "gpu")
     assert (result.status, result.message) == ("skipped", reason)
@@ -249,7 +244,7 @@ def simulated_gpu(monkeypatch):
     Both devices are then the CPU, so this shows the check's comparison, not real hardware; the
     broken scorer reads the recorded name to take its faulty "GPU path".
     """
-    monkeypatch.setattr(_harness, "gpu_available", lambda: None)
+    monkeypatch.setattr(backend, "gpu_available", lambda: None)
     monkeypatch.setattr(keras, "device", B.simulated_device)
 
 
@@ -517,10 +512,10 @@ def test_bound_check_skip_is_a_pytest_skip():
 
 
 def test_gpu_case_is_marked_and_skips_without_a_gpu(monkeypatch):
-    reason = _harness.gpu_available()
+    reason = backend.gpu_available()
     if reason is None:  # a GPU is visible here: take it away to exercise the skip
         reason = "no GPU visible (hidden by the test)"
-        monkeypatch.setattr(_harness, "gpu_available", lambda: reason)
+        monkeypatch.setattr(backend, "gpu_available", lambda: reason)
     component, bound, marks = _bound([Local(3)], "check_mask_reach", device="gpu")
     assert "gpu" in marks
     with pytest.raises(pytest.skip.Exception) as skipped:

@@ -1,7 +1,7 @@
 """Training across two CPU devices on an existing engine: tf.distribute.MirroredStrategy under
 TensorFlow, keras.distribution.DataParallel under JAX. One step on two replicas gives the
 single-device loss and weights; each scenario runs in its own process
-(tests/distributed_scenarios.py), since devices are configured before the runtime starts."""
+(tests/support/distributed_scenarios.py), since devices are configured before the runtime starts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 import keras
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_scenarios.py")
+SCRIPT = os.path.join(os.path.dirname(__file__), "support", "distributed_scenarios.py")
 RTOL = 1e-5
 
 

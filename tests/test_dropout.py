@@ -1,26 +1,24 @@
-"""Dropout on the attention weights in the chunked plan (attnkit.dropout): each block draws its
-own mask from one seed per call, statelessly, so a block run in a loop or recomputed for the
-backward pass drops what its forward pass dropped. Gradients are checked against a NumPy
-transcription of the dropped softmax's gradient, with the mask the layer drew."""
+"""Dropout on the attention weights in the chunked plan (attnkit.plans._dropout): each block
+draws its own mask from one seed per call, statelessly (attnkit.backend.stateless_dropout), so a
+block run in a loop or recomputed for the backward pass drops what its forward pass dropped.
+Gradients are checked against a NumPy transcription of the dropped softmax's gradient, with the
+mask the layer drew."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 import pytest
-from autodiff import compiled_layer_grads, layer_grads
 from keras import ops
+from support.autodiff import compiled_layer_grads, layer_grads
 
 import attnkit
-from attnkit import dropout as weight_dropout
-from attnkit import plans
+from attnkit import backend
 
 BATCH, STEPS, FEATURES, BLOCK, RATE, SEED = 2, 48, 4, 16, 0.4, 23
 
 
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(plans, "CHUNK_TARGET", 16)  # blocks of 16 queries
+pytestmark = pytest.mark.usefixtures("small_chunks")  # blocks of 16 queries
 
 
 def _layer(spec):
@@ -56,7 +54,7 @@ class TestStatelessDropout:
         weights = ops.ones((3, 16, 40))
         seed = keras.random.SeedGenerator(seed).next()
         salt = ops.convert_to_tensor(np.int32(salt))
-        return ops.convert_to_numpy(weight_dropout.stateless_dropout(weights, RATE, seed, salt))
+        return ops.convert_to_numpy(backend.stateless_dropout(weights, RATE, seed, salt))
 
     def test_a_seed_and_salt_repeat_their_mask(self):
         np.testing.assert_array_equal(self.draw(16), self.draw(16))

@@ -8,13 +8,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from autodiff import value_and_grads
 from keras import ops
-from tolerances import assert_close
+from support.autodiff import value_and_grads
+from support.compare import assert_close
 
 import attnkit
-from attnkit.energy import recomputed, window_tanh_energy
 from attnkit.scorers import Additive, Bahdanau
+from attnkit.scorers._tanh_energy import recomputed, window_tanh_energy
 
 
 def reference(q, k, w, width):
@@ -85,7 +85,7 @@ def test_gradients_match_the_formula(steps, width, energy):
 def test_window_is_pair_per_offset_in_value_and_gradient(scorer, monkeypatch):
     """The scorers' ``window()``, made to take the hand-written gradient as a compiled pass
     would, against the default one: the stacked ``pair()`` the backend differentiates."""
-    monkeypatch.setattr("attnkit.energy.compiling", lambda tensor=None: True)
+    monkeypatch.setattr("attnkit.scorers._tanh_energy.compiling", lambda tensor=None: True)
     width, steps = 7, 12
     layer = keras.layers.Layer()
     params = scorer.build(layer, 4, 4)

@@ -1,4 +1,4 @@
-"""Saving and loading safety: what a ``.keras`` file can make attnkit do (shared/reliability.md
+"""Saving and loading safety: what a ``.keras`` file can make attnkit do (docs/guarantees.md
 S1-S5).
 
 attnkit's part of a saved config is data: the canonical spec text, numbers, an activation name
@@ -25,9 +25,9 @@ import attrs
 import keras
 import numpy as np
 import pytest
-from crossload import load_elsewhere, require_backend, run_script
-from fakedists import FakeDists, clean_plugin_env, only_attnkit_and
 from keras import ops
+from support.crossload import load_elsewhere, require_backend, run_script
+from support.fakedists import FakeDists, clean_plugin_env, only_attnkit_and
 
 import attnkit
 import attnkit.masks

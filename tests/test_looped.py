@@ -1,6 +1,6 @@
 """The chunked plan's blocks run as loops inside a computation compiled as a whole
-(attnkit.looped): the same numbers and gradients as the dense plan, in training and inference,
-the loops really taken, the keys a group pads in still hidden."""
+(attnkit.plans._blocks): the same numbers and gradients as the dense plan, in training and
+inference, the loops really taken, the keys a group pads in still hidden."""
 
 from __future__ import annotations
 
@@ -9,19 +9,18 @@ import functools
 import keras
 import numpy as np
 import pytest
-from autodiff import compiled_layer_grads, layer_grads
 from keras import ops
+from support.autodiff import compiled_layer_grads, layer_grads
 
 import attnkit
-from attnkit import looped, plans
+from attnkit.plans import _blocks as looped
+from attnkit.plans import _chunked, _limits
 
 STEPS, FEATURES, BLOCK = 70, 6, 16  # four blocks of 16 queries and a last one of 6
 COMPILED = keras.backend.backend() in ("tensorflow", "jax")
 
 
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(plans, "CHUNK_TARGET", 16)
+pytestmark = pytest.mark.usefixtures("small_chunks")  # blocks of 16 queries
 
 
 @pytest.fixture
@@ -75,7 +74,7 @@ class TestGroups:
         assert looped.groups(spans, BLOCK) == [(spans, 64)]
 
     def test_causal_spans_are_padded_to_the_widest_of_each_group(self, monkeypatch):
-        monkeypatch.setattr(looped, "GROUPS", 4)
+        monkeypatch.setattr(_limits, "GROUPS", 4)
         spans = self.spans([16 * (i + 1) for i in range(8)])
         got = looped.groups(spans, BLOCK)
         assert [len(members) for members, _ in got] == [2, 2, 2, 2]
@@ -85,7 +84,7 @@ class TestGroups:
     def test_a_window_clipped_at_the_start_joins_the_others(self, monkeypatch):
         spans = self.spans([21, 37, 53, 69], los=[0, 11, 27, 43])
         assert looped.groups(spans, BLOCK) == [(spans[:1], 21), (spans[1:], 26)]
-        monkeypatch.setattr(looped, "GROUPS", 2)
+        monkeypatch.setattr(_limits, "GROUPS", 2)
         assert looped.groups(spans, BLOCK) == [(spans, 26)]
 
     def test_a_short_last_block_and_a_block_with_no_key_stand_alone(self):
@@ -101,7 +100,7 @@ class TestGroups:
     ["additive", "gaussian+causal", "dot+local5", "general(use_bias=true)+causal3", "bahdanau"],
 )
 def test_loops_give_the_dense_plans_numbers(spec, groups, loops, monkeypatch):
-    monkeypatch.setattr(looped, "GROUPS", groups)
+    monkeypatch.setattr(_limits, "GROUPS", groups)
     dense, chunked = _pair(spec)
     x, mask = _data()
     expected, expected_grads = layer_grads(dense, [x], mask)
@@ -118,13 +117,13 @@ def test_loops_give_the_dense_plans_numbers(spec, groups, loops, monkeypatch):
 
 
 def test_dropout_keeps_the_loops_and_the_rematerialisation(loops, monkeypatch):
-    """Each block draws its dropout mask from one seed per call (attnkit.dropout), so dropout
-    no longer unrolls the blocks: compiled they run in loops, op by op each block is
+    """Each block draws its dropout mask from one seed per call (attnkit.plans._dropout), so
+    dropout no longer unrolls the blocks: compiled they run in loops, op by op each block is
     rematerialised (tests/test_dropout.py checks the gradients against NumPy)."""
     rematerialised = []
-    original = plans.block_call
+    original = _chunked.block_call
     monkeypatch.setattr(
-        plans, "block_call", lambda *a, **k: rematerialised.append(1) or original(*a, **k)
+        _chunked, "block_call", lambda *a, **k: rematerialised.append(1) or original(*a, **k)
     )
     layer = attnkit.AttentionLayer("additive", plan="chunked", dropout=0.3, seed=2)
     x, mask = _data()
@@ -158,7 +157,7 @@ def _compiled_inference(layer, x, mask):
 def test_compiled_inference_runs_in_loops(spec, loops, monkeypatch):
     """Unrolled, XLA merged the blocks back into one computation over every pair (JAX's
     additive forward at T=4096 asked for 64 GiB); in loops it cannot."""
-    monkeypatch.setattr(looped, "GROUPS", 2)
+    monkeypatch.setattr(_limits, "GROUPS", 2)
     dense, chunked = _pair(spec)
     x, mask = _data()
     got = _compiled_inference(chunked, x, mask)
@@ -174,7 +173,7 @@ def test_compiled_inference_runs_in_loops(spec, loops, monkeypatch):
 def test_keys_padded_into_a_block_stay_hidden(loops, monkeypatch):
     """Under causal a group gives each block its widest block's keys: the first block sees
     keys 16..63 it never scores. A NaN value there must not reach its rows (0 x NaN)."""
-    monkeypatch.setattr(looped, "GROUPS", 1)
+    monkeypatch.setattr(_limits, "GROUPS", 1)
     layer = attnkit.AttentionLayer("dot+causal", plan="chunked")
     x, _ = _data()
     value = x.copy()
@@ -223,9 +222,9 @@ def test_plain_products_keep_their_blocks_within_the_budget(spec, budget, grads_
     REMAT_ABOVE pairs per sample, and recomputed past it; a pairwise scorer's always are.
     Either way the gradients are the dense plan's."""
     if budget == "recomputed":
-        monkeypatch.setattr(plans, "REMAT_ABOVE", STEPS * STEPS // 4)
+        monkeypatch.setattr(_limits, "REMAT_ABOVE", STEPS * STEPS // 4)
     calls = []
-    for module in (plans, looped):
+    for module in (_chunked, looped):
         original = module.block_call
 
         def spy(*args, _original=original, **kwargs):

@@ -1,4 +1,4 @@
-"""Mask semantics, key by key, on small grids (shared/reliability.md M3; design.md section 2).
+"""Mask semantics, key by key, on small grids (guarantee M3).
 
 ``local<w>``: w keys, ``i - w//2 <= j <= i + (w-1)//2`` clipped at the edges (even widths lean
 back); ``causal``: ``j <= i``; ``causal<w>``: ``i-w+1 <= j <= i``; several masks are ANDed.
@@ -10,13 +10,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import reference as R
 from keras import ops
+from support import reference as R
 
 import attnkit
 from attnkit.masks import Causal, Full, Local
 
-#: mask spec -> the reference grid built by loops (tests/reference.py)
+#: mask spec -> the reference grid built by loops (tests/support/reference.py)
 REFERENCE = {
     "full": lambda tq, tk: R.allowed_full(tq, tk),
     "local4": lambda tq, tk: R.allowed_local(tq, tk, 4),

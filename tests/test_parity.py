@@ -1,6 +1,6 @@
 """Parity of ``AttentionLayer(spec)`` with the peer layers users switch from.
 
-Peers (formulas in shared/anchors.md A1, A2, A4):
+Peers:
 
 * ``keras.layers.Attention`` (Keras 3.15): ``dot``, ``dot+causal``, ``dot(scale=learned)``
 * keras-self-attention 0.51.0 ``SeqSelfAttention``: ``additive(units=8)`` with ``+local15``,
@@ -29,7 +29,7 @@ from keras_self_attention import (
     SeqSelfAttention,
     SeqWeightedAttention,
 )
-from tolerances import assert_close
+from support.compare import assert_close
 
 from attnkit import AttentionLayer
 
@@ -75,7 +75,8 @@ def _lengths_mask(lengths, steps):
 
 
 def _allowed_band(kind: str, width: int | None, steps: int) -> np.ndarray:
-    """The keys each query may see, written from anchors.md A1 (independent of attnkit)."""
+    """The keys each query may see, written from keras-self-attention's definition (independent
+    of attnkit)."""
     i = np.arange(steps)[:, None]
     j = np.arange(steps)[None, :]
     if kind == "full":
@@ -335,7 +336,7 @@ def test_seq_self_attention_matches(ksa_kwargs, spec, steps, mapping, band):
     assert tuple(w_a.shape) == (B, steps, steps)
     assert_close(out_a, out_k, "float32")
     assert_close(w_a, w_k, "float32")
-    # The window really is what anchors.md A1 says, and (for width 15 on T=20) really clips.
+    # The window really is keras-self-attention's, and (for width 15 on T=20) really clips.
     allowed = _allowed_band(band[0], band[1], steps)
     w_a, w_k = _np(w_a), _np(w_k)
     assert np.all(w_a[:, ~allowed] == 0.0) and np.all(w_k[:, ~allowed] == 0.0)
@@ -493,7 +494,7 @@ def test_scaled_dot_product_attention_key_mask_matches_on_valid_rows():
 # == 3. The SeqSelfAttention padding bug that attnkit fixes =====================================
 @tf_peer
 def test_seq_self_attention_mask_bug_and_attnkit_fix():
-    """KSA 0.51.0 penalises only (padded query, padded key) pairs (anchors.md A1, its issue #41),
+    """KSA 0.51.0 penalises only (padded query, padded key) pairs (its issue #41),
     so valid queries still attend to padded keys; attnkit gives those keys exactly 0."""
     rng = _rng(12)
     lengths = [T, 6, 4]
@@ -525,7 +526,7 @@ def test_seq_self_attention_mask_bug_and_attnkit_fix():
 
 # == 4. philipperemy `attention` 5.0.0 ===========================================================
 def _attention_package_numpy(h_s, weights, score):
-    """float64 transcription of attention.Attention(units, score) (anchors.md A2).
+    """float64 transcription of attention.Attention(units, score) .
 
     Returns (output (B, units), alpha (B, T)).
     """

@@ -6,12 +6,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from autodiff import compiled_layer_grads, value_and_grads
 from keras import ops
+from support.autodiff import compiled_layer_grads, value_and_grads
 
 import attnkit
-from attnkit import Scorer, banded, fusion, plans
-from attnkit.fusion import compiling, fused
+from attnkit import Scorer, backend, plans
+from attnkit.backend import compiling, fused
+from attnkit.plans import _banded, _limits
 
 SCORERS = [
     "dot",
@@ -26,16 +27,7 @@ CHUNKED_MASKS = ["", "causal", "local5", "causal3"]
 STEPS, FEATURES = 37, 6
 
 
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch):
-    """Chunks of 16 queries at these lengths, so the chunked plan really runs several blocks."""
-    monkeypatch.setattr(plans, "CHUNK_TARGET", 16)
-
-
-def _jax_on_gpu() -> bool:
-    import jax
-
-    return jax.default_backend() != "cpu"
+pytestmark = pytest.mark.usefixtures("small_chunks")  # blocks of 16 queries
 
 
 def _data(seed=0):
@@ -71,7 +63,7 @@ def _check_equal(spec, plan, masks):
     full = "+".join(p for p in (spec, masks) if p)
     dense, other = _pair(full, plan)
     x, mask = _data()
-    assert other._plan(_prepared(x), True) == plan, full
+    assert other.choice(x).plan == plan, full
     expected = ops.convert_to_numpy(dense(x, mask=mask))
     expected_grads = _grads(dense, x, mask)
     # Inference and training take different paths through the chunked plan (a fused block
@@ -86,11 +78,6 @@ def _check_equal(spec, plan, masks):
             np.testing.assert_allclose(g_other, g_dense, rtol=1e-4, atol=1e-5)
 
 
-def _prepared(x):
-    tensor = ops.convert_to_tensor(x)
-    return attnkit.Prepared(tensor, tensor, None)
-
-
 @pytest.mark.parametrize("masks", BANDED_MASKS)
 @pytest.mark.parametrize("spec", SCORERS)
 def test_banded_equals_dense(spec, masks):
@@ -103,9 +90,9 @@ def test_banded_equals_dense(spec, masks):
 def test_banded_fused_equals_dense(spec, masks, monkeypatch):
     """The offset pass compiled as one computation (TensorFlow's XLA; elsewhere the same
     function): long windows take it, forced here at a small size."""
-    monkeypatch.setattr(banded, "FUSE_ABOVE", 0)
+    monkeypatch.setattr(_limits, "FUSE_ABOVE", 0)
     calls = []
-    monkeypatch.setattr(banded, "fused", lambda make, *key: calls.append(key) or fused(make, *key))
+    monkeypatch.setattr(_banded, "fused", lambda make, *key: calls.append(key) or fused(make, *key))
     _check_equal(spec, "banded", masks)
     assert calls
 
@@ -118,9 +105,9 @@ def test_banded_splits_scorers_that_split_and_gathers_the_others(spec, monkeypat
     gathered windows. All with the dense plan's numbers."""
     taken = []
     for name in ("_offset_function", "_gathered", "_gathered_scores"):
-        original = getattr(banded, name)
+        original = getattr(_banded, name)
         monkeypatch.setattr(
-            banded, name, lambda *a, _f=original, _n=name, **k: taken.append(_n) or _f(*a, **k)
+            _banded, name, lambda *a, _f=original, _n=name, **k: taken.append(_n) or _f(*a, **k)
         )
     _, layer = _pair(f"{spec}+local4", "banded")
     x, mask = _data()
@@ -162,12 +149,8 @@ class TestKernel:
         layer = attnkit.AttentionLayer(spec, plan="kernel", **options)
         x = np.zeros((2, steps, 4), "float32")
         inputs = x if inputs is None else inputs
-        query = inputs[0] if isinstance(inputs, list) else inputs
-        key = inputs[-1] if isinstance(inputs, list) else inputs
         layer.build([i.shape for i in inputs] if isinstance(inputs, list) else x.shape)
-        tensor = ops.convert_to_tensor
-        prepared = attnkit.Prepared(tensor(query), tensor(key), None)
-        return layer._plan(prepared, not isinstance(inputs, list), training=training)
+        return layer.choice(inputs, training=training).plan
 
     def test_only_exact_specs_take_it(self):
         assert self.plan_of("dot+causal") == "kernel"
@@ -190,10 +173,11 @@ class TestKernel:
     def test_auto_takes_it_on_torch_and_on_jax_with_a_gpu_only(self):
         layer = attnkit.AttentionLayer("dot+causal")
         x = ops.zeros((2, 9, 4))
-        backend = keras.backend.backend()
-        fused = backend == "torch" or (backend == "jax" and _jax_on_gpu())
+        name = keras.backend.backend()
+        fused = name == "torch" or (name == "jax" and backend.on_accelerator())
         assert plans.kernel_by_default() == fused
-        assert layer._plan(attnkit.Prepared(x, x, None), True) == ("kernel" if fused else "dense")
+        layer.build(x.shape)
+        assert layer.choice(x).plan == ("kernel" if fused else "dense")
 
     def test_cross_attention_with_other_value_size_and_padding(self):
         rng = np.random.RandomState(3)
@@ -260,19 +244,19 @@ class TestChoice:
 
     def choose(self, spec, tq, tk=None, **kw):
         resolved = attnkit.resolve(spec)
-        return plans.choose(
-            "auto",
-            resolved.masks,
-            resolved.pooling,
-            resolved.scorer,
-            64,
-            64,
-            tq,
-            tq if tk is None else tk,
-            kw.get("needs_weights", False),
-            kw.get("same_length", True),
+        request = plans.Request(
+            scorer=resolved.scorer,
+            masks=resolved.masks,
+            pooling=resolved.pooling,
+            query_dim=64,
+            key_dim=64,
+            steps_q=tq,
+            steps_k=tq if tk is None else tk,
+            same_length=kw.get("same_length", True),
             training=kw.get("training", False),
+            needs_weights=kw.get("needs_weights", False),
         )
+        return plans.choose(request).plan
 
     def test_bounded_masks_go_banded(self):
         assert self.choose("additive+local15", 1024) == "banded"
@@ -283,7 +267,7 @@ class TestChoice:
         """Training keeps per-window intermediates (about T x W x (Dq + Dk + units)), so past
         BANDED_MAX it takes query blocks; inference projects each key once and stays banded at
         any length, unless the scorer has no project()/pair() split and must gather."""
-        steps = plans.BANDED_MAX // (15 * (64 + 64 + 32)) + 1
+        steps = _limits.BANDED_MAX // (15 * (64 + 64 + 32)) + 1
         assert self.choose("additive+local15", steps, training=True) == "chunked"
         assert self.choose("additive+local15", steps) == "banded"
         assert self.choose("additive+local15", steps - 1, training=True) == "banded"
@@ -307,7 +291,7 @@ class TestChoice:
         assert self.choose("additive+local15", 64, training=True) == "banded"
 
     def test_long_or_wide_go_chunked(self, monkeypatch):
-        monkeypatch.setattr(plans, "CHUNK_ABOVE", 2**22)
+        monkeypatch.setattr(_limits, "CHUNK_ABOVE", 2**22)
         assert self.choose("dot+causal", 4096) == "chunked"
         assert self.choose("dot", 1024) == "dense"
         assert self.choose("additive", 1024) == "chunked"  # units=32 pairs of floats per pair
@@ -332,8 +316,6 @@ class TestChoice:
 
 def test_fused_falls_back_for_an_unhashable_key():
     """A non-frozen third-party component cannot key the compile cache; it still runs."""
-    from attnkit.fusion import fused
-
     compute = fused(lambda scale: lambda t: t * scale[0], [3.0])  # a list: unhashable
     np.testing.assert_allclose(ops.convert_to_numpy(compute(ops.ones((2,)))), [3.0, 3.0])
 
@@ -381,7 +363,7 @@ def test_banded_fused_trains_in_a_keras_step(monkeypatch):
     compiled on its own: the pass's gradient must compile too (a ``cond`` inside it did not:
     XLA has no kernel for the optional intermediates of its gradient). Same losses and updates
     as the dense plan."""
-    monkeypatch.setattr(banded, "FUSE_ABOVE", 0)
+    monkeypatch.setattr(_limits, "FUSE_ABOVE", 0)
     x, _ = _data()
     y = np.linspace(-1, 1, x.shape[0], dtype="float32")[:, None]
     losses, updated = [], []
@@ -406,13 +388,13 @@ def test_banded_trains_on_offsets_inside_a_compiled_step(spec, monkeypatch):
     takes the same pass op by op. Either way the dense plan's gradients."""
     taken = []
     for name in ("_offset_function", "_gathered"):
-        original = getattr(banded, name)
+        original = getattr(_banded, name)
         monkeypatch.setattr(
-            banded, name, lambda *a, _f=original, _n=name, **k: taken.append(_n) or _f(*a, **k)
+            _banded, name, lambda *a, _f=original, _n=name, **k: taken.append(_n) or _f(*a, **k)
         )
-    monkeypatch.setattr(banded, "FUSE_ABOVE", 0)  # would compile, were it not inside one
+    monkeypatch.setattr(_limits, "FUSE_ABOVE", 0)  # would compile, were it not inside one
     inner = []
-    monkeypatch.setattr(fusion, "_compile", lambda fn: inner.append(fn) or fn)
+    monkeypatch.setattr(backend, "_compile", lambda fn: inner.append(fn) or fn)
     dense, other = _pair(spec, "banded")
     x, mask = _data()
     got = _compiled_grads(other, x, mask)
@@ -423,7 +405,7 @@ def test_banded_trains_on_offsets_inside_a_compiled_step(spec, monkeypatch):
 
 
 class TestCompiling:
-    """fusion.compiling(): whether the ops being built become one compiled computation."""
+    """backend.compiling(): whether the ops being built become one compiled computation."""
 
     def test_per_backend_outside_any_function(self):
         assert compiling() is (keras.backend.backend() == "jax")

@@ -1,17 +1,17 @@
-"""``attnkit.projection.project``, ``x @ w + bias`` per step, against NumPy in value and in the
-gradients of all three inputs: the hand-written gradient that compiled passes take (forced
-here) and the backend's own, with the weights as Keras variables as scorers pass them."""
+"""``attnkit.scorers._projection.project``, ``x @ w + bias`` per step, against NumPy in value
+and in the gradients of all three inputs: the hand-written gradient that compiled passes take
+(forced here) and the backend's own, with the weights as Keras variables as scorers pass them."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 import pytest
-from autodiff import value_and_grads
 from keras import ops
-from tolerances import assert_close
+from support.autodiff import value_and_grads
+from support.compare import assert_close
 
-from attnkit import projection
+from attnkit.scorers import _projection as projection
 
 
 def _weights(dims, units, with_bias, seed):

@@ -1,4 +1,4 @@
-"""Hypothesis properties of masking (shared/reliability.md N1, M6): random boolean masks with
+"""Hypothesis properties of masking (docs/guarantees.md, N1 and M6): random boolean masks with
 fully masked rows, and padding invariance under random lengths with garbage in the padding.
 
 Shapes are fixed per property (B=3, D=4; T=5 or Tq=4, Tk=6) so each spec traces a handful of
@@ -10,11 +10,11 @@ built once per spec (module cache). The example count comes from the profiles in
 from __future__ import annotations
 
 import numpy as np
-import reference as R
 from hypothesis import given
 from hypothesis import strategies as st
-from keras import ops
-from test_reference import randomize
+from support import reference as R
+from support.cases import randomize
+from support.compare import numpy
 
 import attnkit
 
@@ -36,10 +36,6 @@ def layer_for(spec: str, return_attention: bool = True) -> attnkit.AttentionLaye
     layer = _LAYERS[spec]
     layer.return_attention = return_attention
     return layer
-
-
-def numpy(x) -> np.ndarray:
-    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
 
 
 specs = st.builds(

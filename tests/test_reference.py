@@ -1,8 +1,8 @@
-"""``AttentionLayer`` against the float64 NumPy reference (tests/reference.py).
+"""``AttentionLayer`` against the float64 NumPy reference (tests/support/reference.py).
 
 Every built-in scorer x mask x pooling, with and without padding, self-attention and
 [query, value, key] inputs, in float32, float64 and the 16-bit mixed policies; plus the numerical
-contracts of shared/reliability.md, each test named after its case id: exact zeros (N1), fp16
+contracts of docs/guarantees.md, each test named after its case id: exact zeros (N1), fp16
 overflow and mixed policies (N6), poison behind the padding (N4), masked maxima (N8), gradients
 (N9), Keras mask propagation (M1) and jit parity (D2). tests/test_reliability.py has the rest.
 
@@ -11,130 +11,35 @@ Sizes are distinct everywhere (B=3, T=7, D=5; cross: Tq=4, Tk=6, Dv=3) so swappe
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-
 import keras
 import numpy as np
 import pytest
-import reference as R
-from autodiff import value_and_grads
 from keras import ops
-from tolerances import TOLERANCES, assert_close
+from support import reference as R
+from support.autodiff import value_and_grads
+from support.cases import (
+    MASKS,
+    POOLINGS,
+    SCORERS,
+    TK,
+    TQ,
+    B,
+    D,
+    T,
+    cross_inputs,
+    inputs_for,
+    lengths_mask,
+    make_layer,
+    no_warnings,
+    paddings_for,
+    randomize,
+    run,
+    self_inputs,
+    spec_of,
+)
+from support.compare import TOLERANCES, assert_close, numpy
 
 from attnkit import AttentionLayer
-
-B, T, D = 3, 7, 5  # self-attention x (B, T, D)
-TQ, TK, DV = 4, 6, 3  # [query (B, TQ, D), value (B, TK, DV), key (B, TK, D)]
-
-SCORERS = {
-    "dot": "dot",
-    "dot_sqrt": "dot(scale=sqrt)",
-    "dot_learned": "dot(scale=learned)",
-    "dot_0.5": "dot(scale=0.5)",
-    "general": "general",
-    "general_bias": "general(use_bias=true)",
-    "additive": "additive",
-    "additive_u8": "additive(units=8)",
-    "additive_nobias": "additive(use_additive_bias=false, use_attention_bias=false)",
-    "concat": "concat",
-    "concat_noscale": "concat(use_scale=false)",
-    "bahdanau": "bahdanau",
-    "gaussian": "gaussian",
-    "gaussian_fixed": "gaussian(sigma=1.5)",
-}
-MASKS = {
-    "none": "",
-    "local4": "+local4",
-    "local5": "+local5",
-    "causal": "+causal",
-    "causal3": "+causal3",
-    "local5+causal": "+local5+causal",
-}
-POOLINGS = {"seq": "seq", "last": "last", "last_u6": "last(units=6)", "weighted": "weighted"}
-
-
-def spec_of(scorer: str, mask: str = "none", pooling: str = "seq") -> str:
-    return SCORERS[scorer] + MASKS[mask] + "+" + POOLINGS[pooling]
-
-
-# -- inputs -------------------------------------------------------------------------------------
-def lengths_mask(lengths, steps) -> np.ndarray:
-    """(B, steps) booleans, True for the first ``lengths[b]`` steps (padding at the end)."""
-    return np.arange(steps)[None, :] < np.asarray(lengths)[:, None]
-
-
-def self_inputs(seed: int = 0, dtype="float32") -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (B, T, D)).astype(dtype)
-
-
-def cross_inputs(seed: int = 0, dtype="float32") -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [
-        rng.uniform(-1, 1, (B, TQ, D)).astype(dtype),
-        rng.uniform(-1, 1, (B, TK, DV)).astype(dtype),
-        rng.uniform(-1, 1, (B, TK, D)).astype(dtype),
-    ]
-
-
-#: label -> mask argument. Sample lengths: some full, some padded at the end, one fully padded.
-SELF_PADDINGS = {
-    "unpadded": None,
-    "pad[7,4,0]": lengths_mask([7, 4, 0], T),
-    "pad[1,6,3]": lengths_mask([1, 6, 3], T),
-}
-CROSS_PADDINGS = {
-    "unpadded": None,
-    # query and value padded; the last sample fully padded on both sides
-    "q[3,2,0]v[6,4,0]": [lengths_mask([3, 2, 0], TQ), lengths_mask([6, 4, 0], TK)],
-    # valid queries whose keys are all padded (sample 1): rows with nothing visible
-    "q[4,4,2]v[5,0,6]": [lengths_mask([4, 4, 2], TQ), lengths_mask([5, 0, 6], TK)],
-    # separate value and key masks: the keys seen are their AND
-    "q[4,1,3]v[6,5,2]k[3,6,6]": [
-        lengths_mask([4, 1, 3], TQ),
-        lengths_mask([6, 5, 2], TK),
-        lengths_mask([3, 6, 6], TK),
-    ],
-}
-
-
-def inputs_for(mode: str, seed: int = 0, dtype="float32"):
-    return self_inputs(seed, dtype) if mode == "self" else cross_inputs(seed, dtype)
-
-
-def paddings_for(mode: str) -> dict:
-    return SELF_PADDINGS if mode == "self" else CROSS_PADDINGS
-
-
-# -- layers -------------------------------------------------------------------------------------
-def randomize(layer, seed: int = 1) -> None:
-    """Give every weight a random value (biases included, so they matter in the comparison)."""
-    rng = np.random.default_rng(seed)
-    for v in layer.weights:
-        name = v.path.rsplit("/", 1)[-1]
-        if name == "scorer_scale":
-            value = rng.uniform(0.5, 1.5, v.shape)
-        elif name == "scorer_rho":  # sigma = softplus(rho) in [0.69, 1.31]
-            value = rng.uniform(0.0, 1.0, v.shape)
-        else:
-            value = rng.uniform(-0.8, 0.8, v.shape)
-        v.assign(value.astype(v.dtype))
-
-
-def make_layer(spec: str, inputs, seed: int = 1, **kwargs) -> AttentionLayer:
-    layer = AttentionLayer(spec, return_attention=True, **kwargs)
-    layer(inputs)  # build
-    randomize(layer, seed)
-    return layer
-
-
-def numpy(x) -> np.ndarray:
-    return np.asarray(ops.convert_to_numpy(x)).astype(np.float64)
-
-
-def run(layer, inputs, mask=None):
-    out, weights = layer(inputs, mask=mask)
-    return numpy(out), numpy(weights)
 
 
 def check_against_reference(layer, inputs, mask, dtype="float32", scale=1.0):
@@ -158,26 +63,6 @@ def check_against_reference(layer, inputs, mask, dtype="float32", scale=1.0):
     assert (out[~visible] == 0).all(), "a row with no visible key has a non-zero output"
     assert (weights[~visible] == 0).all()
     return out, weights
-
-
-@contextlib.contextmanager
-def no_warnings():
-    """Fail on any warning inside the block except the DeprecationWarnings the backends raise
-    about their own internals (pyproject ignores those too): the block runs with every warning
-    shown, whatever the filters outside say."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    noise = ("/tensorflow/", "/keras/", "/torch/", "/jax/", "/jaxlib/", "/google/")
-    ours = [
-        f"{w.category.__name__}: {w.message}"
-        for w in caught
-        if not (
-            issubclass(w.category, DeprecationWarning)
-            and any(part in w.filename.replace("\\", "/") for part in noise)
-        )
-    ]
-    assert not ours, "unexpected warnings: " + "; ".join(ours)
 
 
 def collect(failures: list, label: str, fn, *args, **kwargs):

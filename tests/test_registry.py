@@ -1,4 +1,4 @@
-"""The registry: entry points in, component classes out (shared/reliability.md rows P1-P6).
+"""The registry: entry points in, component classes out (guarantees P1-P6).
 
 Every test builds a fresh ``attnkit.Registry()`` (never the process-wide one) and installs fake
 distributions under ``tmp_path``: a ``<name>-<version>.dist-info`` folder with ``METADATA`` and
@@ -23,10 +23,10 @@ import keras
 import numpy as np
 import pluggy
 import pytest
-from fakedists import GOOD_PLUGIN, FakeDists, clean_plugin_env, only_attnkit_and
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
+from support.fakedists import GOOD_PLUGIN, FakeDists, clean_plugin_env, only_attnkit_and
 
 import attnkit
 import attnkit.masks
@@ -38,6 +38,7 @@ from attnkit import (
     Registry,
     UnknownComponentError,
 )
+from attnkit.plugin_loading import requirement_problem
 
 registry_module = importlib.import_module("attnkit.registry")
 
@@ -610,7 +611,7 @@ def test_p2_two_distributions_with_one_name_conflict(fake, monkeypatch):
 
 
 def test_p2_conflicting_plugins_are_both_marked_conflict(fake):
-    """reliability.md P2: "Two plugins with one name are both marked `conflict`"."""
+    """P2: two plugins with one name are both marked `conflict`."""
     fake.good("attnkit-alpha", stem="alpha", entry_points=None)
     fake.good("attnkit-beta", stem="beta", entry_points=None)
     reg = Registry()
@@ -823,15 +824,15 @@ def test_p4_requirement_check_agrees_with_packaging(specifier):
     """Skipped exactly when packaging says this attnkit does not satisfy the requirement."""
     mine = importlib.metadata.version("attnkit")
     requires = ["numpy>=1", f"attnkit{specifier}", "attnkit<0.0.1; extra == 'old'"]
-    real = registry_module.metadata.distribution
+    real = importlib.metadata.distribution
 
     def distribution(name):
         if name == "attnkit-hypo":
             return mock.Mock(requires=requires)
         return real(name)
 
-    with mock.patch.object(registry_module.metadata, "distribution", distribution):
-        problem = Registry()._requirement_problem("attnkit-hypo")
+    with mock.patch.object(importlib.metadata, "distribution", distribution):
+        problem = requirement_problem("attnkit-hypo")
     expected = SpecifierSet(specifier).contains(mine, prereleases=True)
     assert (problem is None) == expected, (specifier, problem)
     if problem is not None:
@@ -1053,7 +1054,9 @@ def test_p6_import_attnkit_imports_no_component_module(fake):
     before, after = done.stdout.strip().splitlines()[-2:]
     assert before == "[]"
     # The same check sees them once the registry has loaded: it can fail.
-    assert after == repr(sorted(["attnkit.masks", "attnkit.poolings", "attnkit.scorers", module]))
+    builtins = {"attnkit.masks", "attnkit.poolings", "attnkit.scorers"}
+    loaded = eval(after)  # noqa: S307 - the list of module names printed above
+    assert module in loaded and builtins <= set(loaded), after
 
 
 # -- S4: a plugin taking attnkit's name in Keras' serializable registry -------------------------

@@ -1,4 +1,4 @@
-"""Failure modes of shared/reliability.md that no module test owns, each named after its case id.
+"""Failure modes of docs/guarantees.md that no module test owns, each named after its case id.
 
 Numerics (N1, N3-N5, N7-N9), masks (M5-M7), parity (D1-D3) and a scorer that breaks its
 contract at call time (P5). The other ids are carried by renamed module tests: N1, N4, N6, N8 and
@@ -19,23 +19,15 @@ import attrs
 import keras
 import numpy as np
 import pytest
-import reference as R
-from autodiff import value_and_grads
 from keras import ops
-from test_reference import (
-    SCORERS,
-    lengths_mask,
-    make_layer,
-    no_warnings,
-    numpy,
-    randomize,
-    spec_of,
-)
-from tolerances import TOLERANCES
+from support import reference as R
+from support.autodiff import value_and_grads
+from support.cases import SCORERS, lengths_mask, make_layer, no_warnings, randomize, spec_of
+from support.compare import TOLERANCES, assert_batch_independent, numpy
 
 import attnkit
-from attnkit import plans
-from attnkit.components import Prepared, Scorer
+from attnkit.components import Scorer
+from attnkit.conformance._harness import copy_weights
 from attnkit.errors import ComponentError, InputTypeError
 
 BACKEND = keras.backend.backend()
@@ -43,24 +35,9 @@ BACKEND = keras.backend.backend()
 BUILTIN_SCORERS = ["dot", "general_bias", "additive", "bahdanau", "gaussian", "concat"]
 
 
-@pytest.fixture
-def small_chunks(monkeypatch):
-    """Chunks of 16 queries, so the chunked plan runs several blocks at these lengths."""
-    monkeypatch.setattr(plans, "CHUNK_TARGET", 16)
-
-
-def copy_into(target, source) -> None:
-    """Give ``target`` the weights of ``source`` (built on the same shapes)."""
-    for t, s in zip(target.weights, source.weights, strict=True):
-        t.assign(ops.convert_to_numpy(s))
-
-
 def plan_of(layer, inputs) -> str:
     """The plan ``layer`` takes for these inputs (self-attention or [q, v, k])."""
-    listed = isinstance(inputs, list)
-    query = ops.convert_to_tensor(inputs[0] if listed else inputs)
-    key = ops.convert_to_tensor(inputs[-1] if listed else inputs)
-    return layer._plan(Prepared(query, key, None), not listed)
+    return layer.choice(inputs).plan
 
 
 def outputs_and_grads(layer, inputs, mask, seed: int = 0):
@@ -122,7 +99,7 @@ def path_layers(spec, inputs):
     for plan in PATH_SPECS[spec]:
         layer = attnkit.AttentionLayer(spec, plan=plan)
         layer(inputs)
-        copy_into(layer, reference)
+        copy_weights(reference, layer)
         assert plan_of(layer, inputs) == plan, f"{spec} did not take the {plan} plan"
         layers[plan] = layer
     return layers
@@ -378,18 +355,6 @@ def test_n4_a_key_some_rows_see_is_contained_in_the_forward_pass_only(spec, plan
     assert np.isfinite(out).all() and np.isfinite(g_q[1:]).all()
     # banded: each row's scorer call sees only its own window; the others: 0 * inf
     assert np.isfinite(g_q[0, hidden_rows]).all() == (plan == "banded")
-
-
-def assert_batch_independent(batched, alone, what):
-    """A sample computed inside a batch equals it computed alone: finite where alone is, and
-    within 1e-6 (reliability.md, D3), not bit for bit. The backends' CPU kernels are not
-    batch-size invariant below an ulp: where AVX2 vectorises, TensorFlow's elementwise `exp` of
-    one value gives other bits in the vectorised body of a tensor than in its scalar tail
-    (measured: 1.2e-7 between a (4, 9, 7) tensor and its first sample), and batched matmuls and
-    XLA pick their blocking by the shapes."""
-    leaked = np.isnan(batched) & ~np.isnan(alone)
-    assert not leaked.any(), f"{what} reached another sample ({leaked.sum()} values NaN)"
-    np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-6, err_msg=what)
 
 
 N5_CASES = PARTIAL_CASES + [("dot+weighted", "dense"), ("general+local3+last(units=4)", "dense")]
@@ -665,8 +630,8 @@ def test_m7_padded_queries_and_pooling_against_a_masked_mean(spec):
 def test_d1_cpu_and_gpu_agree_for_every_builtin():
     """check_device_agreement on every built-in (float64 reference, ratio rule of section 2,
     same NaN/inf places, a fully masked sample 0 on both). Skipped without a GPU."""
+    from attnkit.backend import gpu_available
     from attnkit.conformance._engine import CHECKS, instances, run_case, subject_for
-    from attnkit.conformance._harness import gpu_available
 
     reason = gpu_available()
     if reason:
@@ -679,7 +644,7 @@ def test_d1_cpu_and_gpu_agree_for_every_builtin():
 
 
 # == D2: eager, graph and jit; weights returned or not; every plan =================================
-#: how far each path may be from the eager dense run (shared/reliability.md section 2.3)
+#: how far each path may be from the eager dense run (docs/guarantees.md, "Tolerances")
 PATH_TOLERANCE = {"eager": (1e-5, 2e-6), "predict": (1e-5, 2e-6), "jit": (1e-5, 1e-5)}
 
 
@@ -702,7 +667,7 @@ def test_d2_eager_graph_jit_and_returned_weights_agree(spec):
         for return_attention in (False, True):
             layer = attnkit.AttentionLayer(spec, plan=plan, return_attention=return_attention)
             layer(inputs)
-            copy_into(layer, reference)
+            copy_weights(reference, layer)
             model = keras.Model([*symbolic, *masks_in], layer(symbolic, mask=masks_in))
             runs = {"eager": layer(inputs, mask=mask), "predict": None, "jit": None}
             # One compiled model per spec (torch.compile takes seconds): returning the weights
@@ -883,7 +848,7 @@ def test_n6_large_inputs_under_mixed_float16_match_float64_and_float32_gradients
     (w_out, _), w_g, w_gw = outputs_and_grads(wide, x, mask)
     keras.config.set_dtype_policy("mixed_float16")
     layer = make_layer(spec, x)
-    copy_into(layer, wide)
+    copy_weights(wide, layer)
     (out, weights), g, gw = outputs_and_grads(layer, x, mask)
     assert np.isfinite(out).all() and np.isfinite(weights).all()
     ref_out, _ = R.layer_reference(layer, x, mask)

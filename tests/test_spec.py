@@ -1,6 +1,6 @@
 """The spec grammar and its resolution: round trips, canonical text, errors with carets.
 
-Targets shared/reliability.md rows G1-G6 and shared/design.md section 3. Everything here runs
+Holds guarantees G1-G6 (docs/guarantees.md) and the grammar of the README. Everything here runs
 against the built-in components only, through the process-wide registry.
 """
 
@@ -323,7 +323,7 @@ NON_SCORERS = {
 
 
 def _pair_is_valid(a: str, b: str) -> bool:
-    """The slot rules of design.md section 3, as an oracle for every pair after a scorer."""
+    """The slot rules of the grammar, as an oracle for every pair after a scorer."""
     masks = [t for t in (a, b) if NON_SCORERS[t] == "mask"]
     mask_names = [m.rstrip("0123456789") for m in masks]
     if [NON_SCORERS[a], NON_SCORERS[b]].count("pooling") > 1:
@@ -552,7 +552,7 @@ def test_g5_parsing_and_resolution_never_eval_exec_compile_or_import(monkeypatch
 #: The only places a module is imported by a computed name: the registry (attnkit's own
 #: modules, from a constant tuple, when no entry points are installed) and attnkit.viz's lazy
 #: export. Entry points are imported by importlib.metadata, never by name from a spec.
-DYNAMIC_IMPORTS = {("registry.py", "m"), ("__init__.py", "'attnkit.viz'")}
+DYNAMIC_IMPORTS = {("plugin_loading.py", "module"), ("__init__.py", "'attnkit.viz'")}
 
 
 def test_g5_source_has_no_eval_exec_compile_or_stray_dynamic_import():

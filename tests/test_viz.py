@@ -11,6 +11,7 @@ import pytest
 
 import attnkit
 from attnkit import viz
+from attnkit.capture import capture
 from attnkit.errors import (
     AttnkitError,
     CaptureError,
@@ -18,7 +19,6 @@ from attnkit.errors import (
     MissingDependencyError,
     PlotError,
 )
-from attnkit.layer import capture
 
 PNG, SVG, GIF = b"\x89PNG\r\n\x1a\n", b"<?xml", b"GIF89a"
 VOCAB = 12

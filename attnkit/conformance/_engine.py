@@ -11,6 +11,7 @@ import attrs
 from attnkit.components import Component, Mask, Scorer
 from attnkit.conformance import checks_component as _component
 from attnkit.conformance import checks_layer as _layer
+from attnkit.conformance import checks_model as _model
 from attnkit.conformance._harness import CheckFailure, SkipCheck, Subject, on_device, subject_for
 
 __all__ = [
@@ -47,15 +48,15 @@ CHECKS: tuple[Callable[[Subject, str], None], ...] = (
     _layer.check_no_future_leak,
     _layer.check_window_respected,
     _layer.check_padding_invariance,
-    _layer.check_plans_agree,
-    _layer.check_gradients,
-    _layer.check_training_lowers_loss,
-    _layer.check_jit_equals_eager,
-    _layer.check_mixed_float16,
-    _layer.check_mixed_bfloat16,
-    _layer.check_config_round_trip,
-    _layer.check_save_load_fresh_process,
-    _layer.check_device_agreement,
+    _model.check_plans_agree,
+    _model.check_gradients,
+    _model.check_training_lowers_loss,
+    _model.check_jit_equals_eager,
+    _model.check_mixed_float16,
+    _model.check_mixed_bfloat16,
+    _model.check_config_round_trip,
+    _model.check_save_load_fresh_process,
+    _model.check_device_agreement,
 )
 #: Checks about one kind of component: other kinds are not asked them at all.
 KIND_ONLY = {

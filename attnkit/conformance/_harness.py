@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from attnkit import backend
 from attnkit.components import Component, Mask, Pooling, Scorer
 from attnkit.resolution import Resolved
 
@@ -134,38 +135,13 @@ def policy(name: str):
         keras.config.set_dtype_policy(before)
 
 
-def gpu_available() -> str | None:
-    """A reason the backend sees no GPU, or None if it sees one."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            found = bool(tf.config.list_physical_devices("GPU"))
-        elif backend == "jax":
-            import jax
-
-            found = any(d.platform == "gpu" for d in jax.devices())
-        elif backend == "torch":
-            import torch
-
-            found = torch.cuda.is_available()
-        else:
-            found = False
-    except Exception as error:  # a backend that cannot even list devices has no usable GPU
-        return f"the {backend} backend cannot list GPUs: {error}"
-    return None if found else f"no GPU visible to the {backend} backend"
-
-
 @contextlib.contextmanager
 def on_device(device: str):
     """Run on ``device`` ("cpu" or "gpu"); a GPU case without a GPU is skipped with why."""
     import keras
 
     if device == "gpu":
-        reason = gpu_available()
+        reason = backend.gpu_available()
         if reason:
             raise SkipCheck(reason)
     # torch: keras.device("cpu:0") makes every variable a non-leaf copy

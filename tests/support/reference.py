@@ -1,7 +1,7 @@
 """Plain float64 NumPy references of attnkit's built-in components (the conformance oracle).
 
-Nothing here imports Keras or attnkit: every formula is written again from the design
-(shared/design.md section 2) so that the layer is compared with an independent implementation.
+Nothing here imports Keras or attnkit: every formula is written again from its statement in the
+README and the docstrings, so that the layer is compared with an independent implementation.
 Masks are built with explicit Python loops over (i, j), never with vectorised index tricks.
 
 Notation: q (B, Tq, Dq), k (B, Tk, Dk), v (B, Tk, Dv); scores s (B, Tq, Tk); ``allowed`` is a

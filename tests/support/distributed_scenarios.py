@@ -1,8 +1,8 @@
 """Training attnkit layers across two CPU devices; each scenario runs in a fresh process.
 
-    python tests/distributed_scenarios.py mirrored      # tf.distribute.MirroredStrategy
-    python tests/distributed_scenarios.py jax           # keras.distribution.DataParallel
-    python tests/distributed_scenarios.py load FILE.keras INPUTS.npz EXPECTED.npz
+    python tests/support/distributed_scenarios.py mirrored      # tf.distribute.MirroredStrategy
+    python tests/support/distributed_scenarios.py jax           # keras.distribution.DataParallel
+    python tests/support/distributed_scenarios.py load FILE.keras INPUTS.npz EXPECTED.npz
 
 Devices must be configured before the runtime starts, hence a script and not a test body. Each
 scenario prints one JSON line; ``tests/test_distributed.py`` runs them and asserts on it.

@@ -4,9 +4,9 @@
 ``i .. i + W - 1`` of padded key features (the banded plan's offset pass for ``additive`` and
 ``bahdanau``). Differentiated by the backend, the key features' gradient is the sum of W
 shifted copies of the per-offset gradients, which XLA writes out one (B, T, P) tensor per
-offset (W x 4 MiB at T=1024, batch 32) before adding them; and the output weight's gradient, a
-reduction of every (pair, unit) value to P numbers, keeps the tanh of every offset alive. The
-gradient written here recomputes the tanh instead and reads each sum where it lands:
+offset before adding them; and the output weight's gradient, a reduction of every (pair, unit)
+value to P numbers, keeps the tanh of every offset alive. The gradient written here recomputes
+the tanh instead and reads each sum where it lands:
 
 - ``dq'[b, i] = w * sum_o g[b, i, o] (1 - t[b, i, o]^2)``, over the query's window;
 - ``dk'[b, p] = w * sum_o g[b, p - o, o] (1 - t[b, p - o, o]^2)``, over the queries that see
@@ -15,16 +15,14 @@ gradient written here recomputes the tanh instead and reads each sum where it la
   the same value, but a different expression from the one ``dq'`` squares, so XLA fuses each
   into its own loop instead of writing the shared tanh out.
 
-Additive+local15 at T=1024, batch 32, 32 units (TensorFlow, XLA, 2 CPU cores): the energy's
-forward and backward 21-25 ms as differentiated by XLA, 9.8 ms with this gradient (its
-backward alone 8.6 ms; benchmarks/README.md, "Tenth session").
+``python -m benchmarks.profile_banded`` times the pass both ways.
 """
 
 from __future__ import annotations
 
 from keras import ops
 
-from attnkit.fusion import compiling
+from attnkit.backend import compiling
 
 __all__ = ["aligned_tanh_energy", "recomputed", "window_tanh_energy"]
 
@@ -32,11 +30,10 @@ __all__ = ["aligned_tanh_energy", "recomputed", "window_tanh_energy"]
 def window_tanh_energy(query_features, key_features, w_out, width: int):
     """``e[b, i, o] = sum_u w_out[u] tanh(q'[b, i, u] + k'[b, i + o, u])``.
 
-    Inside a compiled computation (:func:`attnkit.fusion.compiling`: the banded plan's fused
+    Inside a compiled computation (:func:`attnkit.backend.compiling`: the banded plan's fused
     pass on TensorFlow, any JAX step) the gradient is :func:`recomputed`'s. Op by op it is the
-    backend's, which keeps the tanh of every offset: recomputing it costs a pass per op there
-    (PyTorch trained additive+local15 in 150 ms per step with the recomputing gradient, 78-83
-    ms with its own).
+    backend's, which keeps the tanh of every offset: recomputing it would cost a pass per op
+    there.
 
     Args:
         query_features: (B, T, P).
@@ -72,8 +69,7 @@ def recomputed(query_features, key_features, w_out, width: int):
 def aligned_tanh_energy(query_features, key_features, w_out):
     """``sum_u w_out[u] tanh(q'[..., u] + k'[..., u])`` for aligned features (..., P): the
     ``pair()`` of ``additive`` and ``bahdanau``. A sum rather than a (P, 1) matmul: compiled
-    with XLA it fuses into the tanh's loop (10.2 vs 16.0 ms for the offset pass of
-    additive+local15 at T=1024, ``python -m benchmarks.profile_banded``)."""
+    with XLA it fuses into the tanh's loop."""
     return ops.sum(ops.tanh(query_features + key_features) * w_out, axis=-1)
 
 

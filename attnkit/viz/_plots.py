@@ -1,4 +1,4 @@
-"""Pictures of attention weights: heat maps, bar charts, panels side by side, a training callback.
+"""Drawing attention weights with matplotlib: heat maps, bar charts, panels side by side.
 
     >>> weights = attnkit.attention_weights(model, "attention", x[:1])  # (1, Tq, Tk)
     >>> attnkit.viz.heatmap(weights[0], key_labels=tokens, query_labels=tokens, path="a.png")
@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["SUFFIXES", "AttentionHistory", "compare", "heatmap", "save", "vector"]
+__all__ = ["SUFFIXES", "compare", "heatmap", "save", "vector"]
 
 #: The file types :func:`save` writes, chosen by the path's suffix.
 SUFFIXES = (".png", ".svg")
-_INSTALL = 'pip install "attnkit[viz]"'
+#: How to get matplotlib (and Pillow, which comes with it).
+INSTALL = 'pip install "attnkit[viz]"'
 
 
 def heatmap(
@@ -163,7 +164,7 @@ def compare(
     longest = max(array.shape[-1] for array in arrays.values())
     tallest = max(array.shape[0] if array.ndim == 2 else 8 for array in arrays.values())
     width, height = _clamp(1.5 + 0.25 * longest, 3, 6), _clamp(1.5 + 0.25 * tallest, 2.5, 5)
-    figure = _figure_class()(figsize=(width * cols + 1, height * rows + 0.5), layout="constrained")
+    figure = figure_class()(figsize=(width * cols + 1, height * rows + 0.5), layout="constrained")
     matrices = [array for array in arrays.values() if array.ndim == 2]
     vectors = [array for array in arrays.values() if array.ndim == 1]
     heat_axes, image = [], None
@@ -209,7 +210,7 @@ def save(figure: Figure, path: str | Path) -> Path:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _figure_class():
+def figure_class():
     """matplotlib's Figure class, or MissingDependencyError naming the extra to install."""
     try:
         # `import matplotlib.figure` checks the package itself too, so a blocked or removed
@@ -217,7 +218,7 @@ def _figure_class():
         import matplotlib.figure
     except ImportError as error:
         raise MissingDependencyError(
-            f"attnkit.viz draws with matplotlib, which is not installed here: {_INSTALL}"
+            f"attnkit.viz draws with matplotlib, which is not installed here: {INSTALL}"
         ) from error
     return matplotlib.figure.Figure
 
@@ -225,12 +226,12 @@ def _figure_class():
 def _canvas(ax, size: tuple[float, float]):
     """(figure, axes): the given axes and their figure, or a new figure of ``size`` inches."""
     if ax is not None:
-        _figure_class()
+        figure_class()
         try:
             return ax.get_figure(root=True), ax  # matplotlib >= 3.10: past any subfigure
         except TypeError:
             return ax.figure, ax
-    figure = _figure_class()(figsize=size, layout="constrained")
+    figure = figure_class()(figsize=size, layout="constrained")
     return figure, figure.add_subplot()
 
 
@@ -366,8 +367,3 @@ def _matrix_size(shape: tuple[int, int]) -> tuple[float, float]:
 
 def _clamp(value: float, low: float, high: float) -> float:
     return min(max(value, low), high)
-
-
-# Re-exported here, where users look for it; defined in attnkit.history, which draws with the
-# functions above.
-from attnkit.history import AttentionHistory  # noqa: E402

@@ -4,17 +4,16 @@ Differentiated by the backend, a 3-D ``matmul`` with a broadcast bias gives its 
 consumers of different shapes (a batched matmul for the weight, a 2-D one for the inputs, a
 reduction for the bias). Inside a compiled computation XLA then fuses the cotangent's own
 computation into a copy for each consumer; for the banded plan's window energy that is the
-tanh of every offset, written out three times (additive+local15's scores forward and backward
-37 ms instead of 20; TensorFlow, XLA, T=1024, batch 32; benchmarks/README.md, "Tenth
-session"). Under compilation the gradient here is written by hand, every part of it a dot over
-one (B T, units) buffer; op by op the backend's own is as fast and is kept.
+tanh of every offset, written out three times. Under compilation the gradient here is written
+by hand, every part of it a dot over one (B T, units) buffer; op by op the backend's own is as
+fast and is kept.
 """
 
 from __future__ import annotations
 
 from keras import ops
 
-from attnkit.fusion import compiling
+from attnkit.backend import compiling
 
 __all__ = ["project"]
 
@@ -22,7 +21,7 @@ __all__ = ["project"]
 def project(x, w, bias=None):
     """``y[b, t] = x[b, t] @ w + bias`` for x (B, T, D), w (D, U), bias (U,) or None.
 
-    Under compilation (:func:`attnkit.fusion.compiling`) its gradient is
+    Under compilation (:func:`attnkit.backend.compiling`) its gradient is
     ``dx = g w^T``, ``dw = x^T g`` and ``dbias = 1^T g`` over the flattened (B T, U)
     cotangent g: three dots over one buffer.
     """

@@ -1,7 +1,7 @@
 """Fake plugin distributions for the tests: a ``<name>-<version>.dist-info`` folder with
 ``METADATA`` and ``entry_points.txt`` under a tmp folder, and the plugin module beside it.
 
-Shared by tests/test_registry.py (plugin loading) and tests/test_loading_safety.py (saving a
+Used by tests/test_registry.py (plugin loading) and tests/test_loading_safety.py (saving a
 layer that uses a plugin). Module names are unique per test so that ``sys.modules`` cannot carry
 a plugin from one test to the next.
 """
@@ -16,9 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-# attnkit.registry is also the name of a function in attnkit's namespace: get the module.
-registry_module = importlib.import_module("attnkit.registry")
 
 #: A correct plugin module with one scorer; ``{name}`` is the component name.
 GOOD_PLUGIN = """
@@ -125,7 +122,7 @@ def only_attnkit_and(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             or str(tmp_path) in str(getattr(ep.dist, "_path", ""))
         )
 
-    monkeypatch.setattr(registry_module.metadata, "entry_points", isolated)
+    monkeypatch.setattr(importlib.metadata, "entry_points", isolated)
 
 
 def clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:

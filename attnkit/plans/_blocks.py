@@ -1,18 +1,16 @@
-"""The chunked plan's blocks as loops, for a computation that is compiled as a whole.
+"""How the chunked plan runs its query blocks: one call each (:func:`unrolled`), or in loops
+(:func:`looped`) inside a computation that is compiled as a whole.
 
 Unrolled, the query blocks do not stay blocks under XLA. For inference it merges them back into
-one computation over every (query, key) pair: JAX's `additive` forward at T=1024, batch 32,
-peaked at 4.44 GiB, the whole (B, T, T, units) tensor, and at T=4096 asked for 64 GiB. For
-training it keeps the buffers of every rematerialised block alive at once: 9.8 GiB under
-TensorFlow's XLA and 8.7 GiB under JAX at T=1024. In a loop (``keras.ops.map``) XLA runs one
-block at a time, and a rematerialised body leaves only its inputs for the backward pass:
-training took 0.9 and 0.6 GiB, and 1.45 / 1.05 GiB at T=4096 (benchmarks/README.md, sixth
-session). Op by op (TensorFlow's CPU default, PyTorch) the blocks stay unrolled: there the
-executor frees each block's buffers itself, and loops measured 10-18% slower in training.
+one computation over every (query, key) pair, the whole (B, Tq, Tk, units) tensor of an
+additive scorer; for training it keeps the buffers of every rematerialised block alive at once.
+In a loop (``keras.ops.map``) XLA runs one block at a time, and a rematerialised body leaves
+only its inputs for the backward pass. Op by op (TensorFlow's CPU default, PyTorch) the blocks
+stay unrolled: there the executor frees each block's buffers itself, and loops are slower.
 
 A loop wants one shape per iteration. Queries come in blocks of one size (a shorter last block
 runs on its own). Keys do not: under ``causal`` block i sees the i + 1 first key blocks. So
-blocks are grouped, at most :data:`GROUPS` runs of consecutive blocks, and every block of a
+blocks are grouped, at most ``GROUPS`` runs of consecutive blocks, and every block of a
 group takes the group's widest key span, shifted to stay inside the sequence. The masks still
 decide which keys a query sees; the extra keys are hidden from the block (zeroed, as the
 masked softmax needs), so causal does about (GROUPS + 1) / GROUPS of the work it needs
@@ -28,18 +26,16 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["GROUPS", "block_call", "groups", "looped", "unrolled"]
+from attnkit.plans import _limits
 
-#: Most loops per layer: causal's key spans padded to the widest of a group cost at most
-#: 1 / GROUPS more work than the spans themselves.
-GROUPS = 8
+__all__ = ["block_call", "groups", "looped", "unrolled"]
 
 
 def groups(spans, block: int) -> list[tuple[list, int]]:
     """The blocks ``(start, stop, lo, hi)`` in consecutive groups, each with the key span its
     blocks share: the widest of the group. Blocks of ``block`` queries that see a key are
-    grouped, at most :data:`GROUPS` groups per run of them; any other block (the shorter last
-    one, one that sees no key: span 0) is a group of its own."""
+    grouped, at most ``GROUPS`` (:mod:`attnkit.plans._limits`) groups per run of them; any
+    other block (the shorter last one, one that sees no key: span 0) is a group of its own."""
     out: list[tuple[list, int]] = []
     run: list = []
 
@@ -47,7 +43,7 @@ def groups(spans, block: int) -> list[tuple[list, int]]:
         if not run:
             return
         merged: list[tuple[list, int]] = []
-        for part in np.array_split(np.arange(len(run)), min(GROUPS, len(run))):
+        for part in np.array_split(np.arange(len(run)), min(_limits.GROUPS, len(run))):
             members = [run[i] for i in part]
             width = max(hi - lo for _, _, lo, hi in members)
             if merged and merged[-1][1] == width:  # the previous part's span: one loop
@@ -145,8 +141,7 @@ def block_call(block, n_extra: int, width: int | None = None, remat: bool = True
     first indices, the padding masks), which have no gradient anyway. With ``width`` the
     function takes the whole key and value and slices the block's ``width`` keys from
     ``first[1]`` itself: in a loop, a slice taken outside would be kept for the backward pass
-    once per iteration (B x Tk x D floats each: 18 GiB for additive at T=4096), the whole
-    tensor is kept once."""
+    once per iteration (B x Tk x D floats each), the whole tensor is kept once."""
 
     def call(q, k, v, first, *rest):
         valid, weights = rest[:n_extra], rest[n_extra:]

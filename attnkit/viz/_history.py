@@ -14,12 +14,11 @@ from typing import Any
 import keras
 import numpy as np
 
+import attnkit.viz._plots as _plots
 from attnkit.errors import MissingDependencyError, PlotError
-from attnkit.inspection import _sample_count, attention_weights, find_attention_layer
+from attnkit.inspection import attention_weights, find_attention_layer, sample_count
 
 __all__ = ["AttentionHistory"]
-
-_INSTALL = 'pip install "attnkit[viz]"'
 
 
 class AttentionHistory(keras.callbacks.Callback):
@@ -70,15 +69,13 @@ class AttentionHistory(keras.callbacks.Callback):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer. Received: every={every!r}")
-        count = _sample_count(inputs)
+        count = sample_count(inputs)
         if isinstance(sample, bool) or not isinstance(sample, int) or not -count <= sample < count:
             raise ValueError(
                 f"sample must index one of the {count} input samples. Received: sample={sample!r}"
             )
         # Fail now rather than after the first epoch of a long fit.
-        from attnkit import viz  # here: attnkit.viz imports this module at its end
-
-        viz._figure_class()
+        _plots.figure_class()
         if gif:
             _pillow()
         self.layer_name = layer_name
@@ -101,7 +98,6 @@ class AttentionHistory(keras.callbacks.Callback):
         number = epoch + 1
         if number % self.every:
             return
-        from attnkit import viz
 
         weights = attention_weights(self.model, self.layer_name, self.inputs)
         self.history.append((number, weights))
@@ -109,7 +105,7 @@ class AttentionHistory(keras.callbacks.Callback):
         path = self.directory / f"epoch_{number:03d}.png"
         title = f"{self.layer_name}, epoch {number}"
         if shown.ndim == 2:
-            viz.heatmap(
+            _plots.heatmap(
                 shown,
                 query_labels=self.query_labels,
                 key_labels=self.key_labels,
@@ -117,7 +113,7 @@ class AttentionHistory(keras.callbacks.Callback):
                 path=path,
             )
         elif shown.ndim == 1:
-            viz.vector(shown, labels=self.key_labels, title=title, path=path)
+            _plots.vector(shown, labels=self.key_labels, title=title, path=path)
         else:
             raise PlotError(
                 f"layer '{self.layer_name}' gives weights of shape {weights.shape[1:]} per "
@@ -137,7 +133,7 @@ def _pillow():
     except ImportError as error:
         raise MissingDependencyError(
             f"AttentionHistory(gif=True) writes the GIF with Pillow, which is not installed "
-            f"here: {_INSTALL}"
+            f"here: {_plots.INSTALL}"
         ) from error
     return Image
 
