@@ -10,6 +10,7 @@ importing attnkit never imports a backend Keras does not use.
 - :func:`on_accelerator`: whether JAX computes on a GPU or TPU;
 - :func:`gpu_available`: why the backend sees no GPU, or None;
 - :func:`has_float64`: whether float64 tensors really hold float64;
+- :func:`remat`: a function recomputed in the backward pass, differentiable twice;
 - :func:`stateless_dropout`: dropout drawn from a seed and a salt, the same on every call;
 - :func:`flash_attention_argument`: what to pass ``keras.ops.dot_product_attention``;
 - :func:`check_finite_in_graph`: a finiteness check that runs inside a traced computation.
@@ -32,6 +33,7 @@ __all__ = [
     "gpu_available",
     "has_float64",
     "on_accelerator",
+    "remat",
     "stateless_dropout",
 ]
 
@@ -90,6 +92,56 @@ def _compile(fn):
     import tensorflow as tf
 
     return tf.function(fn, jit_compile=True, autograph=False)
+
+
+def remat(f: Callable) -> Callable:
+    """``f`` (a function of tensors), recomputed in the backward pass instead of keeping its
+    intermediates, and differentiable twice (gradient penalties, Hessian-vector products).
+
+    JAX's ``jax.checkpoint`` and PyTorch's non-reentrant checkpoint, which ``keras.remat`` calls,
+    differentiate again. TensorFlow's ``tf.recompute_grad`` does not: its gradient is itself a
+    custom gradient that raises when differentiated. Here the gradient recomputes ``f`` under
+    a tape of its own and takes that tape's gradient; an outer tape records both, so the
+    gradient has a gradient.
+    """
+    if _name() != "tensorflow":
+        return keras.remat(f)
+    return _tf_remat(f)
+
+
+def _tf_remat(f: Callable) -> Callable:
+    import tensorflow as tf
+    from tensorflow.python.eager import record  # no public way to pause the tape
+
+    @tf.custom_gradient
+    def wrapped(*args):
+        with record.stop_recording():  # keep nothing of the forward pass for the backward
+            result = f(*args)
+
+        def grad(*upstream):
+            inputs = [tf.identity(a) for a in args]
+            if not tf.executing_eagerly():
+                # XLA does not respect control dependencies: make the recomputation depend on
+                # the cotangent, so it runs in the backward pass and is not merged with the
+                # forward one.
+                first = tf.reshape(upstream[0], [-1])[:1]
+                flag = tf.cast(tf.reduce_max(first), tf.bool)
+                nudge = tf.where(tf.equal(flag, flag), 0.0, float("nan"))
+                inputs = [x + tf.cast(nudge, x.dtype) for x in inputs]
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                again = f(*inputs)
+            several = isinstance(again, (list, tuple))
+            return tape.gradient(
+                again,
+                inputs,
+                output_gradients=list(upstream) if several else upstream[0],
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+
+        return result, grad
+
+    return wrapped
 
 
 def on_accelerator() -> bool:

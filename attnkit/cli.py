@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import textwrap
@@ -246,20 +247,47 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 1 if any("error" in row["attnkit"] for row in report["rows"]) else 0
 
 
-def _positive(text: str) -> int:
+def _whole(least: int):
+    """An argparse type: a whole number >= ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive = _whole(1)
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr, then exit status 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _parser() -> argparse.ArgumentParser:
     import attnkit
 
-    parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
+    parser = _Parser(prog="attnkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"attnkit {attnkit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="every component with its parameters and origin")
@@ -332,11 +360,11 @@ def _add_bench(commands) -> None:
         "--repeats", type=_positive, default=5, metavar="N", help="timed calls (default 5)"
     )
     benching.add_argument(
-        "--warmup", type=int, default=1, metavar="N", help="untimed calls first (default 1)"
+        "--warmup", type=_whole(0), default=1, metavar="N", help="untimed calls first (default 1)"
     )
     benching.add_argument("--train", action="store_true", help="also time a training step")
     benching.add_argument(
-        "--timeout", type=float, default=600.0, metavar="S", help="seconds per measurement"
+        "--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per measurement"
     )
     benching.add_argument("--json", action="store_true", help="machine-readable output")
     benching.set_defaults(run=_cmd_bench)

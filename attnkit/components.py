@@ -127,7 +127,10 @@ def _signature(cls: type) -> str:
         if field.default is attrs.NOTHING:
             parts.append(field.name)
         else:
-            parts.append(f"{field.name}={format_value(field.default)}")
+            try:
+                parts.append(f"{field.name}={format_value(field.default)}")
+            except ValueError:  # a default no spec can hold: plugins with one are rejected
+                parts.append(f"{field.name}={field.default!r}")
     return "(" + ", ".join(parts) + ")" if parts else "none"
 
 
@@ -139,6 +142,11 @@ class Scorer(Component):
     """
 
     kind: ClassVar[str] = "scorer"
+    #: True if :meth:`score` gives each query one score per key *position* from the scorer's
+    #: own weights, without reading the keys it is handed (``dense``). Only the dense plan,
+    #: which hands it every position at once, can run such a scorer; the others hand a scorer
+    #: windows and blocks of keys.
+    positional: ClassVar[bool] = False
 
     def build(self, layer: Any, query_dim: int, key_dim: int) -> dict[str, Any]:
         """Create the weights with ``layer.add_weight(name=..., shape=..., initializer=...)``.
@@ -287,11 +295,13 @@ class Pooling(Component):
         return {}
 
     def prepare(self, params: dict[str, Any], query: Any, key: Any, query_mask: Any) -> Prepared:
-        """Choose the queries; the default asks with every query step."""
-        raise NotImplementedError
+        """Choose the queries the scorer asks with, and where they stand: a :class:`Prepared`
+        for query (B, Tq, Dq), key (B, Tk, Dk) and the query padding mask (B, Tq) or None.
+        Every pooling implements it (``seq`` asks with every step)."""
+        raise NotImplementedError(f"pooling {type(self).__name__} must implement prepare()")
 
     def pool(
         self, params: dict[str, Any], context: Any, weights: Any, prepared: Prepared, value: Any
     ) -> tuple[Any, Any]:
         """Return (output, weights to report) from context (B, Tq', Dv) and weights (B, Tq', Tk)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"pooling {type(self).__name__} must implement pool()")

@@ -65,17 +65,41 @@ class SpecError(AttnkitError, ValueError):
     def _format(self) -> str:
         lines = [self.reason]
         if self.spec is not None:
-            shown = self.spec if len(self.spec) <= 120 else self.spec[:117] + "..."
+            shown, start, end = _window(self.spec, self.start, self.end)
             lines.append(f"  {shown!s}")
-            if self.start is not None and self.start <= len(shown):
-                width = max(1, min(self.end or self.start + 1, len(shown)) - self.start)
-                lines.append("  " + " " * self.start + "^" * width)
+            if start is not None and start <= len(shown):
+                width = max(1, min(end, len(shown)) - start)
+                lines.append("  " + " " * start + "^" * width)
         if self.hint:
             lines.append(self.hint)
         return "\n".join(lines)
 
     def __reduce__(self):  # keep pickling (multiprocessing, pytest-xdist) working
         return (type(self), (self.reason, self.spec, self.start, self.end, self.hint))
+
+
+#: Columns of spec text an error message shows around the bad token.
+SHOWN = 120
+
+
+def _window(spec: str, start: int | None, end: int | None) -> tuple[str, int | None, int]:
+    """(the text shown, the caret's start and end in it): the whole spec when it fits in
+    :data:`SHOWN` columns, else a window around the bad columns with ``...`` where it is cut."""
+    end = (start + 1 if start is not None else 0) if end is None else end
+    if len(spec) <= SHOWN:
+        return spec, start, end
+    if start is None:
+        return spec[: SHOWN - 3] + "...", None, 0
+    # Keep the bad columns (up to 60 of them) with some context on the left.
+    first = max(0, min(start - 40, len(spec) - SHOWN))
+    last = min(len(spec), first + SHOWN)
+    shown = spec[first:last]
+    offset = first
+    if first > 0:
+        shown, offset = "..." + shown[3:], first
+    if last < len(spec):
+        shown = shown[:-3] + "..."
+    return shown, start - offset, min(end, last) - offset
 
 
 class SpecSyntaxError(SpecError):

@@ -129,16 +129,12 @@ def input_shape_for(resolved, length: int, features: int) -> tuple:
 
 
 def layer_weights(resolved, length: int, features: int) -> tuple[tuple, list[dict]]:
-    """(input shape, the weights an ``AttentionLayer`` creates for it: name, shape, dtype)."""
+    """(input shape, the weights an ``AttentionLayer`` creates for it: name, shape, dtype),
+    read off the components' ``build`` without allocating them."""
     from attnkit.layer import AttentionLayer
 
     shape = input_shape_for(resolved, length, features)
-    layer = AttentionLayer(resolved)
-    layer.build(shape)
-    return shape, [
-        {"name": w.name, "shape": [int(d) for d in w.shape], "dtype": str(w.dtype)}
-        for w in layer.weights
-    ]
+    return shape, AttentionLayer(resolved).weight_shapes(shape)
 
 
 def mask_grid(resolved, length: int) -> dict[str, Any]:

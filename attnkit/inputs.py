@@ -44,10 +44,17 @@ def unpack(layer: str, inputs, mask):
         _check_list_length(len(inputs), f"layer '{layer}'")
         query, value = inputs[0], inputs[1]
         key = inputs[2] if len(inputs) == 3 else value
+        _check_steps(layer, query, value, key)
         masks = list(mask) if isinstance(mask, (list, tuple)) else [mask, None, None]
         masks += [None] * (3 - len(masks))
         query_mask, value_mask, key_mask = masks[:3]
     else:
+        if isinstance(mask, (list, tuple)):
+            raise MaskShapeError(
+                f"layer '{layer}': self-attention (one input tensor) takes one padding mask of "
+                f"shape (batch, steps); received a list of {len(mask)}. Pass mask=m, or the "
+                "inputs as [query, value] with mask=[query_mask, value_mask]"
+            )
         query = value = key = inputs
         query_mask = value_mask = mask
         key_mask = None
@@ -59,6 +66,28 @@ def unpack(layer: str, inputs, mask):
     else:
         key_valid = value_mask if value_mask is not None else key_mask
     return query, value, key, query_mask, key_valid
+
+
+def _check_steps(layer: str, query, value, key) -> None:
+    """The inputs of a list agree on the batch, and the value and key on the steps (Tk), as far
+    as their shapes are known."""
+    shapes = {"query": query.shape, "value": value.shape, "key": key.shape}
+    batches = {role: shape[0] for role, shape in shapes.items() if isinstance(shape[0], int)}
+    if len(set(batches.values())) > 1:
+        raise InputShapeError(
+            f"layer '{layer}': the query, value and key inputs must have the same batch size; "
+            f"received shapes {_describe(shapes)}"
+        )
+    steps = [shapes[role][1] for role in ("value", "key") if len(shapes[role]) > 1]
+    if len(steps) == 2 and all(isinstance(t, int) for t in steps) and steps[0] != steps[1]:
+        raise InputShapeError(
+            f"layer '{layer}': the value and key inputs must have the same number of steps "
+            f"(one value per key); received shapes {_describe(shapes)}"
+        )
+
+
+def _describe(shapes: dict) -> str:
+    return ", ".join(f"{role} {tuple(shape)}" for role, shape in shapes.items())
 
 
 def check_mask(layer: str, mask, tensor, role: str):

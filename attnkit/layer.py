@@ -23,6 +23,7 @@ from attnkit.saving import (
     check_keras_registration,
     check_registered,
     check_saved_activation,
+    check_spec_loads,
     resolve_spec,
 )
 
@@ -65,6 +66,23 @@ class _Weights:
         return self._layer.add_weight(
             name=self._prefix + name, shape=shape, initializer=initializer, **kwargs
         )
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._layer, item)
+
+
+class _Shapes:
+    """A stand-in for the host layer in ``build``: records each weight's name, shape and dtype
+    in ``found`` and returns a symbolic tensor instead of allocating a variable."""
+
+    def __init__(self, prefix: str, layer: keras.layers.Layer, found: list) -> None:
+        self._prefix, self._layer, self._found = prefix, layer, found
+
+    def add_weight(self, name: str, shape=(), initializer=None, dtype=None, **kwargs):
+        dtype = keras.backend.standardize_dtype(dtype or self._layer.variable_dtype)
+        shape = tuple(int(d) for d in shape)
+        self._found.append({"name": self._prefix + name, "shape": list(shape), "dtype": dtype})
+        return keras.KerasTensor(shape, dtype=dtype)
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self._layer, item)
@@ -155,22 +173,34 @@ class AttentionLayer(keras.layers.Layer):
 
     # -- build --------------------------------------------------------------------------------
     def build(self, input_shape):
+        self._pooling_params, self._scorer_params = self._build_components(
+            input_shape, lambda prefix: _Weights(self, prefix)
+        )
+
+    def weight_shapes(self, input_shape) -> list[dict[str, Any]]:
+        """The weights :meth:`build` would create for ``input_shape`` (name, shape, dtype),
+        found without allocating any: what ``attnkit explain`` shows."""
+        found: list[dict[str, Any]] = []
+        self._build_components(input_shape, lambda prefix: _Shapes(prefix, self, found))
+        return found
+
+    def _build_components(self, input_shape, host):
+        """(pooling params, scorer params) built with ``host(prefix)`` as the components'
+        ``layer``; a shape the spec cannot take raises an AttnkitError naming the layer."""
         query_shape, value_shape, key_shape = split_shapes(input_shape)
         pooling, scorer = self.resolved.pooling, self.resolved.scorer
         if len(query_shape) not in pooling.input_ranks:
             ranks = " or ".join(str(r) for r in pooling.input_ranks)
             raise InputShapeError(
-                f"layer '{self.name}' ('{self.spec}'): pooling '{pooling.name}' takes inputs of "
-                f"rank {ranks}; received an input of shape {tuple(query_shape)}"
+                f"{self._owner}: pooling '{pooling.name}' takes inputs of rank {ranks}; "
+                f"received an input of shape {tuple(query_shape)}"
             )
         try:
             query_dim, key_dim = pooling.dims(tuple(query_shape), tuple(key_shape))
-            self._pooling_params = pooling.build(
-                _Weights(self, "pooling_"), query_shape[-1], value_shape[-1]
-            )
-            self._scorer_params = scorer.build(_Weights(self, "scorer_"), query_dim, key_dim)
+            pooling_params = pooling.build(host("pooling_"), query_shape[-1], value_shape[-1])
+            return pooling_params, scorer.build(host("scorer_"), query_dim, key_dim)
         except ValueError as error:
-            raise ComponentError(f"layer '{self.name}' ('{self.spec}'): {error}") from error
+            raise ComponentError(f"{self._owner}: {error}") from error
 
     # -- call ---------------------------------------------------------------------------------
     def call(self, inputs, mask=None, training=None):
@@ -291,6 +321,7 @@ class AttentionLayer(keras.layers.Layer):
         # Refuse here what could not load back: at load time the same fault would surface as
         # Keras' generic "could not be deserialized" TypeError, far from its cause.
         check_keras_registration(AttentionLayer)
+        check_spec_loads(self.name, self.spec)
         for component in (self.resolved.scorer, *self.resolved.masks, self.resolved.pooling):
             check_registered(self.name, component)
         config = super().get_config()

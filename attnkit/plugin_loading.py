@@ -28,7 +28,7 @@ import pluggy
 from attnkit import hookspecs
 from attnkit.components import Mask, Pooling, Scorer
 from attnkit.errors import PluginConflictError, PluginLoadError, did_you_mean
-from attnkit.spec import is_name
+from attnkit.spec import is_name, unwritable
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -51,6 +51,8 @@ GROUP = "attnkit"
 OWN_DISTRIBUTION = "attnkit"
 BUILTIN_MODULES = ("attnkit.scorers", "attnkit.masks", "attnkit.poolings")
 BASES = {"scorer": Scorer, "mask": Mask, "pooling": Pooling}
+#: The methods each kind must implement: the base class's raise NotImplementedError.
+REQUIRED = {"scorer": ("score",), "mask": ("allowed",), "pooling": ("pool", "prepare")}
 #: Keras' serializable names under attnkit's package, e.g. ``attnkit>AttentionLayer``.
 _KERAS_PREFIX = "attnkit>"
 
@@ -85,9 +87,20 @@ def validate_component_class(cls: object) -> str | None:
             f"{cls.__qualname__}.shorthand {cls.shorthand!r} is not one of its fields "
             f"{sorted(fields)}"
         )
-    required = {"scorer": "score", "mask": "allowed", "pooling": "pool"}[kinds[0]]
-    if getattr(cls, required) is getattr(BASES[kinds[0]], required):
-        return f"{cls.__qualname__} must implement {required}()"
+    for required in REQUIRED[kinds[0]]:
+        if getattr(cls, required) is getattr(BASES[kinds[0]], required):
+            return f"{cls.__qualname__} must implement {required}()"
+    for field in attrs.fields(cls):
+        default = field.default
+        if default is attrs.NOTHING or isinstance(default, attrs.Factory):
+            continue
+        problem = unwritable(default)
+        if problem:
+            return (
+                f"{cls.__qualname__}.{field.name} defaults to {default!r}, which a spec cannot "
+                f"hold ({problem}); defaults must be int, float, bool, None or a str a spec "
+                "can quote"
+            )
     return None
 
 

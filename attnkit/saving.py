@@ -20,11 +20,12 @@ from attnkit.errors import (
     MissingPluginError,
     PluginConflictError,
     SerializationError,
+    SpecError,
     UnknownComponentError,
 )
 from attnkit.registry import registry
 from attnkit.resolution import Resolved
-from attnkit.spec import parse
+from attnkit.spec import Spec, parse
 
 __all__ = [
     "KERAS_NAME",
@@ -32,6 +33,7 @@ __all__ = [
     "check_keras_registration",
     "check_registered",
     "check_saved_activation",
+    "check_spec_loads",
     "known",
     "resolve_spec",
 ]
@@ -63,7 +65,7 @@ def resolve_spec(spec: Any, plugins: dict[str, str]) -> Resolved:
     try:
         return registry().resolve(spec)
     except UnknownComponentError as error:
-        for token in parse(spec).tokens:
+        for token in (spec if isinstance(spec, Spec) else parse(spec)).tokens:
             requirement = plugins.get(token.name)
             if requirement and not known(token.name):
                 pinned = _pinned(requirement)
@@ -152,6 +154,18 @@ def check_keras_registration(layer_class: type) -> None:
     )
 
 
+def check_spec_loads(layer_name: str, spec: str) -> None:
+    """The canonical spec a config saves must parse back when the file is loaded (the grammar
+    caps a spec at ``MAX_SPEC_LENGTH`` characters); refused here, when saving, instead."""
+    try:
+        parse(spec)
+    except SpecError as error:
+        raise SerializationError(
+            f"layer '{layer_name}': cannot save its spec, which could not be loaded back: "
+            f"{error.reason}. Shorten it: fewer parameters away from their defaults"
+        ) from error
+
+
 def check_registered(layer_name: str, component: Any) -> None:
     """A component saved by its spec token must be what the registry resolves that token to."""
     cls = type(component)
@@ -206,7 +220,12 @@ def activation_config(layer_name: str, activation: Any) -> Any:
     if activation is None:
         return None
     qualname = getattr(activation, "__qualname__", "")
-    registered = keras.saving.get_registered_object(keras.saving.get_registered_name(activation))
+    try:
+        registered = keras.saving.get_registered_object(
+            keras.saving.get_registered_name(activation)
+        )
+    except AttributeError:  # a callable without a __name__ (a partial, a layer instance)
+        registered = None
     if getattr(activation, "__name__", "") == "<lambda>":
         problem = "a lambda is saved as Python bytecode, which load_model refuses in safe mode"
     elif "<locals>" in qualname and registered is not activation:
@@ -221,6 +240,7 @@ def activation_config(layer_name: str, activation: Any) -> Any:
                 isinstance(saved, str)
                 or registered is activation
                 or isinstance(activation, types.FunctionType)
+                or _keras_rebuilds(saved)
             ):
                 return saved
             problem = (
@@ -232,6 +252,21 @@ def activation_config(layer_name: str, activation: Any) -> Any:
         "Pass an activation name such as 'tanh', or a module-level function registered with "
         "@keras.saving.register_keras_serializable(package='<yours>')."
     )
+
+
+def _keras_rebuilds(saved: Any) -> bool:
+    """Whether ``saved`` is the config of one of Keras' own classes (``keras.layers.ReLU()``),
+    which Keras rebuilds when loading, in safe mode too."""
+    if not isinstance(saved, dict):
+        return False
+    module = str(saved.get("module", ""))
+    if module != "keras" and not module.startswith("keras."):
+        return False
+    try:
+        keras.activations.get(saved)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def known(name: str) -> bool:

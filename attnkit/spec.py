@@ -8,6 +8,8 @@ Grammar (whitespace is allowed around ``+ ( ) , =`` and at both ends, nowhere el
     NUMBER := '0' | [1-9][0-9]*              ASCII digits only, at most 2**31 - 1
     arg    := NAME '=' value
     value  := int | float | 'true' | 'false' | 'none' | NAME | quoted string
+    int    := ['-'] NUMBER                  no leading zeros, as NUMBER
+    float  := ['-'] (NUMBER | '') ['.' [0-9]*] [('e' | 'E') ['+' | '-'] [0-9]+]
 
 Examples: ``additive+local15+seq``, ``dot(scale=sqrt)+causal``,
 ``bahdanau(units=64)+last(units=128)``.
@@ -26,7 +28,16 @@ import attrs
 
 from attnkit.errors import SpecSyntaxError
 
-__all__ = ["MAX_NUMBER", "MAX_SPEC_LENGTH", "Spec", "Token", "Value", "format_value", "parse"]
+__all__ = [
+    "MAX_NUMBER",
+    "MAX_SPEC_LENGTH",
+    "Spec",
+    "Token",
+    "Value",
+    "format_value",
+    "parse",
+    "unwritable",
+]
 
 MAX_SPEC_LENGTH = 256
 MAX_NUMBER = 2**31 - 1
@@ -57,7 +68,7 @@ def format_value(value: Value) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return repr(value)
+        return _shortest_float(value)
     if isinstance(value, str):
         if is_name(value) and value not in KEYWORDS:
             return value
@@ -65,6 +76,39 @@ def format_value(value: Value) -> str:
             if quote not in value:
                 return f"{quote}{value}{quote}"
     raise ValueError(f"cannot write {value!r} in a spec: expected int, float, bool, None or str")
+
+
+def _shortest_float(value: float) -> str:
+    """The shortest text that reads back as exactly ``value`` and still reads as a float:
+    ``repr`` (``0.1``, ``2.0``) unless an exponent is shorter (``1e+15`` -> ``1e15``, where
+    ``repr`` writes ``1000000000000000.0``)."""
+    text = repr(value)
+    if not math.isfinite(value):
+        return text
+    mantissa, _, exponent = f"{value:.16e}".partition("e")
+    for digits in range(17):
+        candidate = f"{value:.{digits}e}"
+        if float(candidate) == value:
+            mantissa, _, exponent = candidate.partition("e")
+            break
+    scientific = f"{mantissa}e{int(exponent)}"
+    return scientific if len(scientific) < len(text) else text
+
+
+def unwritable(value: Value) -> str | None:
+    """Why ``value`` cannot stand in a spec as a parameter value (it would not read back as an
+    equal value of the same type), or None when it can."""
+    try:
+        text = format_value(value)
+    except ValueError as error:
+        return str(error)
+    try:
+        ((_, back),) = parse(f"x(v={text})").tokens[0].args
+    except SpecSyntaxError as error:
+        return f"its text {text!r} is not a spec value: {error.reason}"
+    if type(back) is not type(value) or back != value:
+        return f"its text {text!r} reads back as {back!r}"
+    return None
 
 
 @attrs.frozen
@@ -283,6 +327,14 @@ class _Parser:
         while self.peek() in _DIGITS and self.peek():
             self.pos += 1
         has_int = self.pos > int_start
+        digits = self.text[int_start : self.pos]
+        if len(digits) > 1 and digits[0] == "0":  # the rule NUMBER has: no leading zeros
+            self.fail(
+                f"leading zero in {digits!r}",
+                int_start,
+                self.pos,
+                hint=f"write {digits.lstrip('0') or '0'}",
+            )
         is_float = False
         if self.peek() == ".":
             is_float = True

@@ -1,8 +1,8 @@
 """Meta-tests of the conformance suite (scikit-learn's rule: for every check, a deliberately broken
 component that it must fail), and of its engine and pytest front end.
 
-The built-in components are not re-run through every check here (``attnkit check`` does that
-in CI); one cheap built-in exercises the engine API end to end.
+The built-in components are run through every check in tests/test_builtins_conform.py; here
+one cheap built-in exercises the engine API end to end.
 
 Tests named ``FINDING`` (a table entry's id, or a test name) record weaknesses of the checks
 themselves: a plain failure where a check breaks its own contract or cannot fail at all, a strict
@@ -311,24 +311,14 @@ def test_broken_variable_in_score_really_makes_untracked_weights(monkeypatch):
     assert not any(w is v for w in layer.weights for v in made)  # ...that the layer never owns
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "FINDING: check_scorer_weights_only_in_build only sees weights made through the host's "
-        "add_weight, and check_weights_only_in_build only layer.weights; a keras.Variable (or a "
-        "sub-layer) made inside score() passes both (TensorFlow's tracing trips over it later, in "
-        "other checks, with an unrelated message). Fix: count Variable constructions while "
-        "score()/call() run (wrap keras.Variable.__init__ or a backend variable-creator scope)."
-    ),
-)
-def test_FINDING_variable_created_in_score_is_caught():
+def test_p9_variable_created_in_score_is_caught_by_both_weight_checks():
+    """A ``keras.Variable`` made inside score() (never trained, never saved) fails both
+    weights-only-in-build checks, each saying what is wrong."""
     subject = subject_for(B.BrokenVariableInScore())
-    statuses = {
-        name: run_case(subject, CHECK[name], "cpu").status
-        for name in ("check_scorer_weights_only_in_build", "check_weights_only_in_build")
-    }
-    assert set(statuses.values()) == {"failed"}, statuses
+    for name in ("check_scorer_weights_only_in_build", "check_weights_only_in_build"):
+        result = run_case(subject, CHECK[name], "cpu")
+        assert result.status == "failed", (name, result.message)
+        assert "keras.Variable" in result.message and "add_weight" in result.message, name
 
 
 def test_good_mean_pool_output_is_made_of_window_respecting_steps():

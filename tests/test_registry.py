@@ -395,7 +395,66 @@ BAD_COMPONENTS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_COMPONENTS))
 def test_p3_plugin_with_an_invalid_component_is_rejected_as_a_whole(fake, case):
-    bad, reason = BAD_COMPONENTS[case]
+    _rejected_as_a_whole(fake, *BAD_COMPONENTS[case])
+
+
+#: A pooling without prepare(), a default no spec can write: refused when the plugin loads.
+UNLOADABLE = {
+    "pooling_without_prepare": (
+        """
+        @attrs.frozen
+        class Bad(attnkit.Pooling):
+            name = "badmask"
+            def pool(self, params, context, weights, prepared, value):
+                return context, weights
+        """,
+        "must implement prepare()",
+    ),
+    "default_with_both_quotes": (
+        """
+        @attrs.frozen
+        class Bad(attnkit.Scorer):
+            name = "badmask"
+            label: str = attnkit.param("it's \\"quoted\\"", doc="a label")
+            def score(self, params, query, key):
+                return ops.matmul(query, ops.swapaxes(key, -1, -2))
+        """,
+        "defaults to",
+    ),
+    "default_inf": (
+        """
+        @attrs.frozen
+        class Bad(attnkit.Scorer):
+            name = "badmask"
+            limit: float = attnkit.param(float("inf"), doc="a bound")
+            def score(self, params, query, key):
+                return ops.matmul(query, ops.swapaxes(key, -1, -2))
+        """,
+        "reads back as 'inf'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ["pooling_without_prepare"])
+def test_p8_pooling_without_prepare_is_rejected_when_it_loads(fake, case):
+    _rejected_as_a_whole(fake, *UNLOADABLE[case])
+
+
+@pytest.mark.parametrize("case", ["default_with_both_quotes", "default_inf"])
+def test_p7_default_no_spec_can_write_is_rejected_when_it_loads(fake, case):
+    """Rejected and named when the plugin loads; `attnkit list --json` and resolving a name
+    still work (a SpecError, not a bare ValueError)."""
+    reg = _rejected_as_a_whole(fake, *UNLOADABLE[case])
+    with pytest.raises(UnknownComponentError):
+        reg.resolve("badmask(lable=1)")
+    with pytest.raises(UnknownComponentError):
+        reg.resolve("badmask15")
+
+
+def _rejected_as_a_whole(fake, bad: str, reason: str) -> Registry:
+    """Load a plugin with one good and one bad component: one warning naming the entry point,
+    the distribution, its version and ``reason``; neither component registered; the plugin
+    manager as before; another plugin unaffected. Returns the registry."""
     module = fake.module_name("bad")
     fake.add(
         "attnkit-bad",
@@ -421,6 +480,7 @@ def test_p3_plugin_with_an_invalid_component_is_rejected_as_a_whole(fake, case):
     assert not reg._pm.has_plugin("attnkit-bad:badep")
     # The other plugin is unaffected.
     assert reg.resolve("other").plugins == {"other": "attnkit-good==1.0"}
+    return reg
 
 
 def test_p3_hook_that_raises_is_rejected(fake):

@@ -124,6 +124,31 @@ def copy_weights(source, target) -> None:
 
 
 @contextlib.contextmanager
+def variables_made():
+    """Yield a list that records the name of every ``keras.Variable`` constructed inside the
+    block, however it was made (``add_weight``, ``keras.Variable(...)`` directly)."""
+    import keras
+
+    cls = keras.Variable
+    own = "__init__" in cls.__dict__
+    original = cls.__init__
+    made: list[str] = []
+
+    def counting(self, *args, **kwargs):
+        made.append(str(kwargs.get("name") or "unnamed"))
+        original(self, *args, **kwargs)
+
+    cls.__init__ = counting
+    try:
+        yield made
+    finally:
+        if own:
+            cls.__init__ = original
+        else:
+            del cls.__init__
+
+
+@contextlib.contextmanager
 def policy(name: str):
     import keras
 

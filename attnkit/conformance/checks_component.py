@@ -17,6 +17,7 @@ from attnkit.conformance._harness import (
     SkipCheck,
     Subject,
     numpy,
+    variables_made,
 )
 from attnkit.errors import SpecParameterError
 
@@ -146,8 +147,9 @@ def _scores(scorer: Scorer, tq: int, tk: int, seed: int = 0, batch: int = BATCH)
     host.built = True
     query = rng.uniform(-1.5, 1.5, (batch, tq, FEATURES)).astype("float32")
     key = rng.uniform(-1.5, 1.5, (batch, tk, FEATURES)).astype("float32")
-    out = scorer.score(params, ops.convert_to_tensor(query), ops.convert_to_tensor(key))
-    return numpy(out), (host, params, query, key)
+    with variables_made() as made:
+        out = scorer.score(params, ops.convert_to_tensor(query), ops.convert_to_tensor(key))
+    return numpy(out), (host, params, query, key, made)
 
 
 def _expect_score_shape(subject: Subject, tq: int, tk: int) -> None:
@@ -180,8 +182,15 @@ def check_score_finite(subject: Subject, device: str) -> None:
 
 
 def check_scorer_weights_only_in_build(subject: Subject, device: str) -> None:
-    """Every weight is made in build(); score() makes none (it would fail under tf.function)."""
-    _scores(_scorer(subject), 4, 4)  # _Host raises CheckFailure on a weight made in score()
+    """Every weight is made in build(); score() makes none, through the host or as a
+    ``keras.Variable`` of its own (it would be neither trained nor saved)."""
+    made = _scores(_scorer(subject), 4, 4)[1][-1]  # _Host raises on add_weight in score()
+    if made:
+        raise CheckFailure(
+            f"{subject.label}: score() created keras.Variable {made[0]!r} ({len(made)} in all); "
+            "a variable made outside build() is neither trained nor saved. Create every weight "
+            "in build() with layer.add_weight(...) and read it from params"
+        )
 
 
 def check_batch_independence(subject: Subject, device: str) -> None:
@@ -189,7 +198,7 @@ def check_batch_independence(subject: Subject, device: str) -> None:
     from keras import ops
 
     scorer = _scorer(subject)
-    scores, (host, params, query, key) = _scores(scorer, 4, 5)
+    scores, (host, params, query, key, _) = _scores(scorer, 4, 5)
     for i in range(BATCH):
         alone = numpy(
             scorer.score(
@@ -210,7 +219,7 @@ def check_deterministic(subject: Subject, device: str) -> None:
     from keras import ops
 
     scorer = _scorer(subject)
-    scores, (host, params, query, key) = _scores(scorer, 4, 5)
+    scores, (host, params, query, key, _) = _scores(scorer, 4, 5)
     again = numpy(scorer.score(params, ops.convert_to_tensor(query), ops.convert_to_tensor(key)))
     if not np.array_equal(scores, again, equal_nan=True):
         raise CheckFailure(
@@ -225,7 +234,7 @@ def check_pair_matches_score(subject: Subject, device: str) -> None:
     from keras import ops
 
     scorer = _scorer(subject)
-    scores, (host, params, query, key) = _scores(scorer, 4, 5)
+    scores, (host, params, query, key, _) = _scores(scorer, 4, 5)
     features = scorer.project(params, ops.convert_to_tensor(query), ops.convert_to_tensor(key))
     if features is None:
         raise SkipCheck(f"'{subject.label}' has no project()/pair() split")

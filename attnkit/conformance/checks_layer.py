@@ -16,6 +16,7 @@ from attnkit.conformance._harness import (
     layer_for,
     make_data,
     numpy,
+    variables_made,
 )
 from attnkit.resolution import Resolved
 
@@ -238,14 +239,21 @@ def check_symbolic_length(subject: Subject, device: str) -> None:
 
 
 def check_weights_only_in_build(subject: Subject, device: str) -> None:
-    """The layer's weights all exist after build(); calls add none."""
+    """The layer's weights all exist after build(); calls add none and make no variable."""
     layer = build(subject)
     names = [w.path for w in layer.weights]
     x, mask = make_data()
-    layer(x, mask=mask)
-    layer(x, mask=mask)
+    with variables_made() as made:
+        layer(x, mask=mask)
+        layer(x, mask=mask)
     if [w.path for w in layer.weights] != names:
         raise CheckFailure(
             f"{subject.label}: weights after build {names}, after calls "
             f"{[w.path for w in layer.weights]}"
+        )
+    if made:
+        raise CheckFailure(
+            f"{subject.label}: calling the layer created keras.Variable {made[0]!r} "
+            f"({len(made)} in two calls); a variable made outside build() is neither trained "
+            "nor saved. Create every weight in build() with layer.add_weight(...)"
         )

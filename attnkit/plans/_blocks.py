@@ -22,10 +22,10 @@ compiled as a whole.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 from keras import ops
 
+from attnkit.backend import remat as backend_remat
 from attnkit.plans import _limits
 
 __all__ = ["block_call", "groups", "looped", "unrolled"]
@@ -134,7 +134,7 @@ def _zeros(value, rows: int):
 
 def block_call(block, n_extra: int, width: int | None = None, remat: bool = True):
     """``block`` as ``f(q, k, v, first, *valid, *weights)``, recomputed in the backward pass
-    (``keras.remat``) when ``remat``.
+    (:func:`attnkit.backend.remat`) when ``remat``.
 
     Only the floating arguments pass through the rematerialised function: TensorFlow's
     recompute_grad watches each argument and warns for integer and boolean ones (the block's
@@ -151,7 +151,7 @@ def block_call(block, n_extra: int, width: int | None = None, remat: bool = True
                 k, v = _window(k, first[1], width), _window(v, first[1], width)
             return block(q, k, v, first, *valid, *weights)
 
-        return (keras.remat(differentiable) if remat else differentiable)(q, k, v, *weights)
+        return (backend_remat(differentiable) if remat else differentiable)(q, k, v, *weights)
 
     return call
 

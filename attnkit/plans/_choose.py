@@ -94,6 +94,12 @@ def choose(request: Request) -> Choice:
         return Choice(
             "dense", f"pooling '{pooling.name}' uses the weights themselves, not a context"
         )
+    if request.scorer.positional:
+        return Choice(
+            "dense",
+            f"scorer '{request.scorer.name}' scores key positions from its weights: every "
+            "position at once",
+        )
     if request.kernel_exact and (
         requested == "kernel" or (requested == "auto" and kernel_by_default())
     ):

@@ -3,7 +3,7 @@
 Memory is O(B x block x Tk) instead of O(B x Tq x Tk), times the scorer's pair width, and
 ``causal`` skips the future key blocks: about half the work. Each block scores its whole row
 of visible keys at once, so it needs no running (online) softmax. In a training step the
-blocks are recomputed in the backward pass (``keras.remat``), except a plain product's
+blocks are recomputed in the backward pass (:func:`attnkit.backend.remat`), except a plain product's
 while what they keep stays under ``REMAT_ABOVE`` (:func:`rematerialises`).
 
 How the blocks run depends on the backend (:mod:`attnkit.plans._blocks`): inside a computation

@@ -3,8 +3,8 @@
 The dense and banded plans drop a whole weight tensor at once, drawing from the layer's
 ``keras.random.SeedGenerator``. The chunked plan's blocks cannot. A block that runs inside a
 loop (``keras.ops.map``) cannot advance a generator, and a block that is recomputed in the
-backward pass (``keras.remat``) would drop other weights there than in the forward pass: the
-gradient would belong to a different function. So the chunked plan draws one
+backward pass (:func:`attnkit.backend.remat`) would drop other weights there than in the
+forward pass: the gradient would belong to a different function. So the chunked plan draws one
 seed per call, outside its blocks (:meth:`WeightDropout.per_block`), and each block folds its
 first query index into that seed. The draw is stateless: a recomputed block drops exactly what
 its forward pass dropped, and no two blocks of a call share a mask.

@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from attnkit.components import Scorer, param
-from attnkit.scorers._params import check_scale, is_bool, positive_float, to_float
+from attnkit.scorers._params import check_scale, is_bool, sigma_in_range, to_float
 
 __all__ = ["Dense", "Dot", "Gaussian", "General"]
 
@@ -28,13 +28,13 @@ class Dot(Scorer):
 
     ``scale``: ``none`` (1, as ``keras.layers.Attention()``), ``sqrt`` (1/sqrt(D), as
     keras-self-attention's ``ScaledDotProductAttention``), ``learned`` (a scalar initialised to 1,
-    as ``keras.layers.Attention(use_scale=True)``) or a fixed positive number.
+    as ``keras.layers.Attention(use_scale=True)``) or a fixed number from 1e-12 to 1e12.
     """
 
     name = "dot"
     scale: Any = param(
         None,
-        doc="none | sqrt | learned | a positive number",
+        doc="none | sqrt | learned | a number from 1e-12 to 1e12",
         converter=to_float,
         validator=check_scale,
     )
@@ -115,21 +115,35 @@ class General(Scorer):
         return scores + params["b"] if self.use_bias else scores
 
 
+def _nonzero_mean(key):
+    """(B, 1, D): the mean of each sample's keys that are not all zeros (padding is zeroed
+    before scoring), a constant for the gradient; zeros when every key is zero."""
+    nonzero = ops.cast(ops.any(ops.not_equal(key, 0), axis=-1, keepdims=True), key.dtype)
+    count = ops.maximum(ops.sum(nonzero, axis=1, keepdims=True), 1)
+    return ops.stop_gradient(ops.sum(key * nonzero, axis=1, keepdims=True) / count)
+
+
 @attrs.frozen
 class Gaussian(Scorer):
     """Gaussian-kernel scores (Nadaraya-Watson): ``s_ij = -||q_i - k_j||^2 / (2 sigma^2)``.
 
-    ``sigma``: a fixed positive width, or ``none`` for a learned one,
-    ``sigma = softplus(rho) + 1e-6`` with rho initialised so that sigma starts at 1. The squared
-    distance is ``||q||^2 + ||k||^2 - 2 q.k`` clamped at 0, computed in float32 or wider.
+    ``sigma``: a fixed width from 1e-6 to 1e6, or ``none`` for a learned one,
+    ``sigma = softplus(rho) + 1e-6`` with rho initialised so that sigma starts at 1.
+
+    Every (query, key) pair at once takes the squared distance as ``||q'||^2 + ||k'||^2 -
+    2 q'.k'`` (one matmul), clamped at 0, for ``q' = q - c`` and ``k' = k - c`` with ``c`` the
+    mean of the sample's nonzero keys: the distance does not depend on ``c``, and centring
+    keeps the expansion from cancelling catastrophically when the features share a large
+    offset, so every plan agrees with float64 within float32's tolerance. A window of pairs
+    (:meth:`pair`) takes ``sum (q - k)^2`` directly. Computed in float32 or wider.
     """
 
     name = "gaussian"
     sigma: float | None = param(
         None,
-        doc="kernel width; none = learned",
+        doc="kernel width from 1e-6 to 1e6; none = learned",
         converter=to_float,
-        validator=attrs.validators.optional(positive_float),
+        validator=attrs.validators.optional(sigma_in_range),
     )
 
     def build(self, layer, query_dim, key_dim):
@@ -148,6 +162,8 @@ class Gaussian(Scorer):
         return {}
 
     def score(self, params, query, key):
+        centre = _nonzero_mean(key)  # (B, 1, D)
+        query, key = query - centre, key - centre
         q_sq = ops.sum(ops.square(query), axis=-1, keepdims=True)  # (B, Tq, 1)
         k_sq = ops.expand_dims(ops.sum(ops.square(key), axis=-1), 1)  # (B, 1, Tk)
         cross = ops.matmul(query, ops.swapaxes(key, -1, -2))
@@ -181,6 +197,7 @@ class Dense(Scorer):
 
     conformance_spec = "{}+gate"
     fixed_length = True
+    positional = True
 
     def build(self, layer, query_dim, key_dim):
         params = {

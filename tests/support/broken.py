@@ -331,9 +331,8 @@ class BrokenVariableInScore(Scorer):
     ``add_weight`` in ``build()``: a fresh variable every call, never among the layer's weights,
     so never trained nor saved.
 
-    Neither weights-only-in-build check catches it (they watch ``add_weight`` and
-    ``layer.weights``); on TensorFlow the traced checks trip over it with an unrelated message.
-    See the FINDING tests in test_conformance.py.
+    Both weights-only-in-build checks catch it: they count the variables made while score()
+    and the layer's call run.
     """
 
     name = "broken_variable_in_score"
