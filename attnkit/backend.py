@@ -13,7 +13,9 @@ importing attnkit never imports a backend Keras does not use.
 - :func:`remat`: a function recomputed in the backward pass, differentiable twice;
 - :func:`stateless_dropout`: dropout drawn from a seed and a salt, the same on every call;
 - :func:`flash_attention_argument`: what to pass ``keras.ops.dot_product_attention``;
-- :func:`check_finite_in_graph`: a finiteness check that runs inside a traced computation.
+- :func:`check_finite_in_graph`: a finiteness check that runs inside a traced computation;
+- :func:`value_and_grads`, :func:`layer_grads`: gradients on any backend, op by op or compiled
+  (the conformance suite's and the tests' autodiff).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ __all__ = [
     "fused",
     "gpu_available",
     "has_float64",
+    "layer_grads",
     "on_accelerator",
     "remat",
     "stateless_dropout",
+    "value_and_grads",
 ]
 
 
@@ -178,13 +182,15 @@ def gpu_available() -> str | None:
 
 
 def has_float64() -> bool:
-    """Whether a float64 tensor holds float64: not on JAX without ``jax_enable_x64``, which
-    truncates it to float32 with a warning."""
-    if _name() == "jax":
+    """Whether Keras computes float64 in float64 here: not on JAX without ``jax_enable_x64``
+    (it truncates to float32 with a warning), nor on PyTorch, where ``keras.ops.matmul`` of
+    float64 tensors returns float32."""
+    backend = _name()
+    if backend == "jax":
         import jax
 
         return bool(jax.config.jax_enable_x64)
-    return True
+    return backend != "torch"
 
 
 def stateless_dropout(weights: Any, rate: float, seed: Any, salt: Any) -> Any:
@@ -254,3 +260,122 @@ def check_finite_in_graph(value: Any, finite: Any, message: str, report: Callabl
         if torch.compiler.is_compiling():
             return value
     return None
+
+
+def value_and_grads(fn: Callable, tensors, variables, compiled: bool = False):
+    """``fn(*tensors) -> (loss, aux)``: (aux, d loss/d tensors, d loss/d variables) as NumPy
+    arrays; a gradient is None where the loss does not depend on that input. ``compiled``:
+    inside one compiled computation (XLA on TensorFlow, ``jax.jit``), where attnkit takes its
+    compiled paths; PyTorch runs op by op either way."""
+    import numpy as np
+
+    backend = _name()
+    tensors = [np.asarray(t) for t in tensors]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def taped(*ts):
+            with tf.GradientTape(persistent=True) as tape:
+                for t in ts:
+                    tape.watch(t)
+                loss, aux = fn(*ts)
+            watched = [getattr(v, "value", v) for v in variables]  # keras -> tf.Variable
+            return aux, tape.gradient(loss, list(ts)), tape.gradient(loss, watched)
+
+        if compiled:
+            taped = tf.function(taped, jit_compile=True)
+        aux, g_t, g_v = taped(*(tf.constant(t) for t in tensors))
+    elif backend == "torch":
+        import torch
+
+        ts = [torch.tensor(t, requires_grad=True) for t in tensors]
+        loss, aux = fn(*ts)
+        leaves = ts + [v.value for v in variables]
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        g_t, g_v = grads[: len(ts)], grads[len(ts) :]
+    elif backend == "jax":
+        import jax
+
+        def loss_of(values, ts):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                return fn(*ts)
+
+        values = [v.value for v in variables]
+        step = jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True)
+        (_, aux), (g_v, g_t) = (jax.jit(step) if compiled else step)(
+            values, [jax.numpy.asarray(t) for t in tensors]
+        )
+    else:
+        raise NotImplementedError(f"gradients on the {backend} backend")
+    return _arrays(aux), _arrays(g_t), _arrays(g_v)
+
+
+def _arrays(values) -> list:
+    return [None if v is None else ops.convert_to_numpy(v) for v in values]
+
+
+def layer_grads(layer, inputs, mask, coefficients=None, *, training=None, compiled=False):
+    """The layer's output and the gradients (inputs, then trainable weights) of
+    ``sum(output * coefficients)``, coefficients broadcasting against the output (default:
+    ``linspace(-1, 1)`` over its last axis). ``compiled``: inside one compiled computation (XLA
+    on TensorFlow, ``jax.jit``), where the plans take their compiled paths; PyTorch has none
+    and runs op by op."""
+
+    def call(ts, m, train):
+        return layer(list(ts) if len(ts) > 1 else ts[0], mask=m, training=train)
+
+    backend = _name()
+    if compiled and backend == "tensorflow":
+        return _tf_compiled_grads(layer, inputs, mask, coefficients, call)
+    if compiled and backend == "jax":
+        return _jax_compiled_grads(layer, inputs, mask, coefficients)
+
+    def loss(*ts):
+        out = call(ts, mask, training)
+        return _weighted_sum(out, coefficients), [out]
+
+    (out,), g_x, g_w = value_and_grads(loss, inputs, layer.trainable_weights)
+    return out, [*g_x, *g_w]
+
+
+def _weighted_sum(out, coefficients):
+    """``sum(out * coefficients)`` in float32; None coefficients: linspace(-1, 1) over the last
+    axis (known when the computation is traced)."""
+    import numpy as np
+
+    if coefficients is None:
+        coefficients = np.linspace(-1, 1, int(out.shape[-1]), dtype="float32")
+    return ops.sum(ops.cast(out, "float32") * np.asarray(coefficients, "float32"))
+
+
+def _tf_compiled_grads(layer, inputs, mask, coefficients, call):
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def step(ts, m):
+        with tf.GradientTape() as tape:
+            tape.watch(ts)
+            out = call(ts, m, True)
+            loss = _weighted_sum(out, coefficients)
+        return out, tape.gradient(loss, [*ts, *(w.value for w in layer.trainable_weights)])
+
+    out, grads = step([tf.constant(t) for t in inputs], mask)
+    return ops.convert_to_numpy(out), _arrays(grads)
+
+
+def _jax_compiled_grads(layer, inputs, mask, coefficients):
+    import jax
+
+    # The non-trainable state (a dropout seed generator's) is read, its update dropped.
+    state = [v.value for v in layer.non_trainable_variables]
+
+    def loss(values, ts):
+        out, _ = layer.stateless_call(
+            values, state, ts if len(ts) > 1 else ts[0], mask=mask, training=True
+        )
+        return _weighted_sum(out, coefficients), out
+
+    values = [w.value for w in layer.trainable_weights]
+    run = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+    (_, out), (g_w, g_x) = run(values, [jax.numpy.asarray(t) for t in inputs])
+    return ops.convert_to_numpy(out), _arrays([*g_x, *g_w])

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 from support import broken as B
+from support import planted as P
 
 from attnkit import backend
 from attnkit.conformance import CHECKS, CheckResult, check_component, parametrize_with_checks
@@ -72,7 +73,7 @@ TABLE = [
     case("check_pair_matches_score", B.BrokenPair(), "pair(project(q, k)) differs", G_SCORER),
     # -- masks ----------------------------------------------------------------------------------
     case("check_mask_boolean_broadcast", B.BrokenIntMask(), "dtype int32, expected bool", G_MASK),
-    case("check_mask_pure", B.BrokenLayoutMask(), "laid out differently", G_MASK),
+    case("check_mask_pure", B.BrokenLayoutMask(), "laid out as one flat list", G_MASK),
     case("check_mask_reach", B.BrokenLeakyCausal(), "(back=None, ahead=0)", G_CAUSAL),
     case("check_mask_reach", B.BrokenBand(), "(back=1, ahead=1) but allows", G_MASK),
     case(
@@ -147,7 +148,7 @@ TABLE = [
     case(
         "check_mixed_bfloat16",
         B.BrokenBf16Cancel(),
-        "under mixed_bfloat16 the output differs from the float64 reference",
+        "under mixed_bfloat16, for inputs in [-1.5, 1.5] the output differs from the",
         G_POOL,
     ),
     case(
@@ -157,6 +158,46 @@ TABLE = [
         Dot(),
     ),
     case("check_config_round_trip", B.ImpostorDot(), "not to the component checked", Dot()),
+    # -- at the sizes, plans and magnitudes users run ---------------------------------------------
+    case("check_mask_reach", P.BrokenLateLeak(), "on a grid of 1024 steps", G_MASK),
+    case("check_mask_reach", P.BrokenVeryLateLeak(), "on a grid of 65536 steps", G_MASK),
+    case("check_mask_pure", P.BrokenSizeDependent(), "answers differently", G_MASK),
+    case(
+        "check_mask_kernel_form",
+        P.BrokenKernelForm(),
+        "declares kernel_form() 'causal' but allowed() says False",
+        P.GoodKernelCausal(),
+    ),
+    case("check_no_future_leak", P.BrokenLateFuture(), "changing steps after 38", G_CAUSAL),
+    case("check_score_finite", P.BrokenOverflow(), "non-finite scores", G_SCORER),
+    case(
+        "check_realistic_magnitudes",
+        P.BrokenPowerPool(),
+        "non-finite outputs under float32, for offset inputs",
+        G_POOL,
+    ),
+    case("check_plans_agree", P.BrokenDotScale(), "the kernel plan", P.GoodDotScale()),
+    case("check_plans_agree", P.BrokenKeyCount(), "the chunked plan", G_SCORER),
+    case("check_window_matches_pair", P.BrokenWindow(), "in scores", G_SCORER),
+    case(
+        "check_window_matches_pair",
+        P.BrokenWindowGradient(),
+        "in the gradient of the key features",
+        G_SCORER,
+    ),
+    case(
+        "check_gradients_match_finite_differences",
+        P.BrokenGradient(),
+        "the gradient of the query",
+        G_SCORER,
+    ),
+    case("check_pooling_batch_independence", P.BrokenBatchMixPool(), "computed alone", G_POOL),
+    case(
+        "check_pooling_zeroes_padded_queries",
+        P.BrokenBiasedSeq(),
+        "padded steps of a partially padded sample",
+        G_POOL,
+    ),
     # Fails before its subprocess starts; the passing run is test_check_component_on_a_builtin.
     case(
         "check_save_load_fresh_process",
@@ -205,7 +246,7 @@ def test_every_broken_component_is_used():
     in_table = {str(p.values[1]) for p in TABLE}
     unused = {
         name
-        for name in B.BROKEN
+        for name in {**B.BROKEN, **P.PLANTED}
         if not any(label == name or label.startswith(f"{name}(") for label in in_table)
     }
     assert unused == OUTSIDE_TABLE
@@ -338,7 +379,7 @@ def test_good_mean_pool_output_is_made_of_window_respecting_steps():
     reason=(
         "FINDING: check_window_respected assumes a many-to-one pooling asks with one query at "
         "the last step (positions = [STEPS - 1]); a pooling that averages every step's "
-        "window-respecting output is reported as 'the output for query 6 changed'. Fix: take "
+        "window-respecting output is reported as 'the output for query ... changed'. Fix: take "
         "the query positions from pooling.prepare (Prepared.positions), or skip many-to-one "
         "poolings whose prepare asks with more than one query."
     ),

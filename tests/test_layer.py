@@ -29,6 +29,7 @@ BUILTIN_SPECS = [
     "gaussian(sigma=2.0)+local4+causal",
     "dot+weighted",
     "additive+weighted",
+    "concat(use_scale=false)+causal",
 ]
 #: The attention block needs a fixed number of steps (its dense scorer is T x T).
 GATE_SPECS = ["dense+gate", "dense(use_bias=false)+gate(shared=true)"]
@@ -48,6 +49,18 @@ def _tokens(seed: int = 0) -> np.ndarray:
     x[1, 7:] = 0
     x[2, 3:] = 0
     return x
+
+
+def test_the_specs_cover_every_builtin():
+    """BUILTIN_SPECS and GATE_SPECS name every built-in component (no mask is ``full``, no
+    pooling ``seq``): the fresh-process test below stands for the conformance check
+    ``check_save_load_fresh_process`` on the built-ins."""
+    named = {"full", "seq"}
+    for spec in BUILTIN_SPECS + GATE_SPECS:
+        resolved = attnkit.resolve(spec)
+        named |= {c.name for c in (resolved.scorer, *resolved.masks, resolved.pooling)}
+    builtins = {c.name for c in attnkit.registry().components() if c.builtin}
+    assert builtins <= named, builtins - named
 
 
 @pytest.mark.slow

@@ -8,10 +8,14 @@ from typing import Any
 
 import attrs
 
-from attnkit.components import Component, Mask, Scorer
-from attnkit.conformance import checks_component as _component
+from attnkit.components import Component, Mask, Pooling, Scorer
+from attnkit.conformance import checks_api as _api
 from attnkit.conformance import checks_layer as _layer
+from attnkit.conformance import checks_mask as _mask
 from attnkit.conformance import checks_model as _model
+from attnkit.conformance import checks_numerics as _numerics
+from attnkit.conformance import checks_pooling as _pooling
+from attnkit.conformance import checks_scorer as _scorer
 from attnkit.conformance._harness import CheckFailure, SkipCheck, Subject, on_device, subject_for
 
 __all__ = [
@@ -26,20 +30,24 @@ __all__ = [
 
 #: Every check, in the order they run: cheap API checks first, fresh-process saving last.
 CHECKS: tuple[Callable[[Subject, str], None], ...] = (
-    _component.check_frozen_and_hashable,
-    _component.check_name_is_valid,
-    _component.check_token_round_trip,
-    _component.check_unknown_parameter_rejected,
-    _component.check_score_shape_self,
-    _component.check_score_shape_cross,
-    _component.check_score_finite,
-    _component.check_scorer_weights_only_in_build,
-    _component.check_batch_independence,
-    _component.check_deterministic,
-    _component.check_pair_matches_score,
-    _component.check_mask_boolean_broadcast,
-    _component.check_mask_pure,
-    _component.check_mask_reach,
+    _api.check_frozen_and_hashable,
+    _api.check_name_is_valid,
+    _api.check_token_round_trip,
+    _api.check_unknown_parameter_rejected,
+    _scorer.check_score_shape_self,
+    _scorer.check_score_shape_cross,
+    _scorer.check_score_finite,
+    _scorer.check_scorer_weights_only_in_build,
+    _scorer.check_batch_independence,
+    _scorer.check_deterministic,
+    _scorer.check_pair_matches_score,
+    _scorer.check_window_matches_pair,
+    _mask.check_mask_boolean_broadcast,
+    _mask.check_mask_pure,
+    _mask.check_mask_reach,
+    _mask.check_mask_kernel_form,
+    _pooling.check_pooling_batch_independence,
+    _pooling.check_pooling_zeroes_padded_queries,
     _layer.check_symbolic_length,
     _layer.check_weights_only_in_build,
     _layer.check_weights_sum_to_one,
@@ -50,10 +58,12 @@ CHECKS: tuple[Callable[[Subject, str], None], ...] = (
     _layer.check_padding_invariance,
     _model.check_plans_agree,
     _model.check_gradients,
+    _numerics.check_gradients_match_finite_differences,
     _model.check_training_lowers_loss,
     _model.check_jit_equals_eager,
-    _model.check_mixed_float16,
-    _model.check_mixed_bfloat16,
+    _numerics.check_realistic_magnitudes,
+    _numerics.check_mixed_float16,
+    _numerics.check_mixed_bfloat16,
     _model.check_config_round_trip,
     _model.check_save_load_fresh_process,
     _model.check_device_agreement,
@@ -67,9 +77,13 @@ KIND_ONLY = {
     "check_batch_independence": Scorer,
     "check_deterministic": Scorer,
     "check_pair_matches_score": Scorer,
+    "check_window_matches_pair": Scorer,
     "check_mask_boolean_broadcast": Mask,
     "check_mask_pure": Mask,
     "check_mask_reach": Mask,
+    "check_mask_kernel_form": Mask,
+    "check_pooling_batch_independence": Pooling,
+    "check_pooling_zeroes_padded_queries": Pooling,
 }
 #: Checks that only have a meaning on one device.
 DEVICE_ONLY = {"check_device_agreement": "gpu"}

@@ -101,12 +101,14 @@ def make_data(seed: int = 0, steps: int = STEPS, pad: bool = True) -> tuple[np.n
     return x, mask
 
 
-def layer_for(resolved: Resolved, steps: int | None = STEPS, **options: Any):
-    """A built AttentionLayer for ``resolved`` on (B, steps, FEATURES) inputs."""
+def layer_for(
+    resolved: Resolved, steps: int | None = STEPS, features: int = FEATURES, **options: Any
+):
+    """A built AttentionLayer for ``resolved`` on (B, steps, features) inputs."""
     from attnkit.layer import AttentionLayer
 
     layer = AttentionLayer(resolved, **options)
-    layer.build((None, steps, FEATURES))
+    layer.build((None, steps, features))
     return layer
 
 
@@ -146,6 +148,13 @@ def variables_made():
             cls.__init__ = original
         else:
             del cls.__init__
+
+
+def wide_policy() -> str:
+    """The policy of reference runs: float64, or float32 where Keras computes no float64 here
+    (JAX without jax_enable_x64, PyTorch's float64 matmul); either is far inside the 16-bit
+    tolerances."""
+    return "float64" if backend.has_float64() else "float32"
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from attnkit.conformance._harness import (
     numpy,
     variables_made,
 )
+from attnkit.conformance._runs import LONG, runs, small_blocks
 from attnkit.resolution import Resolved
 
 __all__ = [
@@ -33,12 +34,12 @@ __all__ = [
 ]
 
 
-def build(subject: Subject, resolved: Resolved | None = None, **options):
+def build(subject: Subject, resolved: Resolved | None = None, features: int = FEATURES, **options):
     """A layer on the dense plan unless asked: the checks judge what the predicates say;
     check_plans_agree then holds every other plan to the dense one."""
     options.setdefault("plan", "dense")
     steps = STEPS if subject.fixed_length else None
-    return layer_for(resolved or subject.base, steps=steps, **options)
+    return layer_for(resolved or subject.base, steps=steps, features=features, **options)
 
 
 def _attend(layer, x, mask):
@@ -135,8 +136,13 @@ def _per_step(subject: Subject) -> None:
         raise SkipCheck(f"pooling '{pooling.name}' has one output, not one per step")
 
 
+def _steps(subject: Subject) -> int:
+    return STEPS if subject.fixed_length else LONG
+
+
 def check_no_future_leak(subject: Subject, device: str) -> None:
-    """Under a causal mask, changing future steps leaves past outputs unchanged, to the bit."""
+    """Under a causal mask, changing future steps leaves past outputs unchanged, to the bit, on
+    every plan that applies (several chunked blocks), op by op and compiled."""
     component = subject.component
     if isinstance(component, Mask) and component.reach()[1] == 0:
         resolved = subject.base  # the mask itself claims to see no future
@@ -145,24 +151,31 @@ def check_no_future_leak(subject: Subject, device: str) -> None:
     else:
         raise SkipCheck(f"'{subject.label}' is not used under a causal mask")
     _per_step(subject)
-    layer = build(subject, resolved)
-    x, _ = make_data(pad=False)
-    before = numpy(layer(x))
+    steps = _steps(subject)
+    x, _ = make_data(steps=steps, pad=False)
+    # Either side of the chunked plan's first block boundary (16), and both ends.
+    cuts = sorted({0, 15, 16, steps - 2} & set(range(steps - 1)))
     rng = np.random.RandomState(1)
-    for t in range(STEPS - 1):
-        changed = x.copy()
-        changed[:, t + 1 :] = rng.uniform(-3, 3, changed[:, t + 1 :].shape)
-        after = numpy(layer(changed))
-        if not np.array_equal(after[:, : t + 1], before[:, : t + 1]):
-            raise CheckFailure(
-                f"{subject.label} in '{resolved}': changing steps after {t} changed the output "
-                f"at steps <= {t} by up to "
-                f"{np.abs(after[:, : t + 1] - before[:, : t + 1]).max():.3g}"
-            )
+    changed = {}
+    for t in cuts:
+        changed[t] = x.copy()
+        changed[t][:, t + 1 :] = rng.uniform(-3, 3, changed[t][:, t + 1 :].shape)
+    with small_blocks():
+        for run in runs(resolved, steps):
+            before = run.call(x)
+            for t in cuts:
+                after = run.call(changed[t])
+                if not np.array_equal(after[:, : t + 1], before[:, : t + 1]):
+                    raise CheckFailure(
+                        f"{subject.label} in '{resolved}' on {run.label}: changing steps after "
+                        f"{t} changed the output at steps <= {t} by up to "
+                        f"{np.abs(after[:, : t + 1] - before[:, : t + 1]).max():.3g}"
+                    )
 
 
 def check_window_respected(subject: Subject, device: str) -> None:
-    """Under a bounded mask, changing steps outside a query's window leaves its output unchanged.
+    """Under a bounded mask, changing steps outside a query's window leaves its output unchanged,
+    to the bit, on every plan that applies, op by op and compiled.
 
     A many-to-one pooling asks with one query at the last valid step (the contract of
     ``Pooling.prepare``), so its output may depend only on that step's window.
@@ -177,25 +190,29 @@ def check_window_respected(subject: Subject, device: str) -> None:
         resolved, (back, ahead) = subject.local, (1, 1)
     else:
         raise SkipCheck(f"'{subject.label}' is not used under a local window")
-    layer = build(subject, resolved)
-    x, _ = make_data(pad=False)
-    before = numpy(layer(x))
+    steps = _steps(subject)
+    x, _ = make_data(steps=steps, pad=False)
+    many_to_one = subject.base.pooling.many_to_one
+    queries = [steps - 1] if many_to_one else sorted({0, 15, 16, steps - 1} & set(range(steps)))
     rng = np.random.RandomState(2)
-    positions = [STEPS - 1] if subject.base.pooling.many_to_one else range(STEPS)
-    for i in positions:
-        outside = [j for j in range(STEPS) if j < i - back or j > i + ahead]
-        if not outside:
-            continue
-        changed = x.copy()
-        changed[:, outside] = rng.uniform(-3, 3, changed[:, outside].shape)
-        after = numpy(layer(changed))
-        same = after if subject.base.pooling.many_to_one else after[:, i]
-        then = before if subject.base.pooling.many_to_one else before[:, i]
-        if not np.array_equal(same, then):
-            raise CheckFailure(
-                f"{subject.label} in '{resolved}': the output for query {i} changed when only "
-                f"steps outside its window [{i - back}, {i + ahead}] changed"
-            )
+    changed = {}
+    for i in queries:
+        outside = [j for j in range(steps) if j < i - back or j > i + ahead]
+        if outside:
+            changed[i] = x.copy()
+            changed[i][:, outside] = rng.uniform(-3, 3, changed[i][:, outside].shape)
+    with small_blocks():
+        for run in runs(resolved, steps):
+            before = run.call(x)
+            for i, moved in changed.items():
+                after = run.call(moved)
+                same, then = (after, before) if many_to_one else (after[:, i], before[:, i])
+                if not np.array_equal(same, then):
+                    raise CheckFailure(
+                        f"{subject.label} in '{resolved}' on {run.label}: the output for query "
+                        f"{i} changed when only steps outside its window [{i - back}, "
+                        f"{i + ahead}] changed"
+                    )
 
 
 def check_padding_invariance(subject: Subject, device: str) -> None:

@@ -1,5 +1,5 @@
 """Checks on a component's layer inside a Keras model: every plan against the dense plan,
-gradients and training, XLA, mixed precision, saving and loading, and CPU-vs-GPU agreement."""
+gradients and training, XLA, saving and loading, and CPU-vs-GPU agreement."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 
-from attnkit.backend import has_float64
+from attnkit.backend import layer_grads
 from attnkit.conformance._harness import (
     FEATURES,
     STEPS,
@@ -24,18 +24,18 @@ from attnkit.conformance._harness import (
     numpy,
     on_device,
     policy,
+    wide_policy,
 )
+from attnkit.conformance._runs import LONG, compiled_paths, plans_for, small_blocks
 from attnkit.conformance.checks_layer import build
 from attnkit.errors import UnknownComponentError
-from attnkit.plans import combined_reach
+from attnkit.plans._checks import splits
 
 __all__ = [
     "check_config_round_trip",
     "check_device_agreement",
     "check_gradients",
     "check_jit_equals_eager",
-    "check_mixed_bfloat16",
-    "check_mixed_float16",
     "check_plans_agree",
     "check_save_load_fresh_process",
     "check_training_lowers_loss",
@@ -43,40 +43,97 @@ __all__ = [
 
 
 def check_plans_agree(subject: Subject, device: str) -> None:
-    """The banded and chunked execution plans give the dense plan's outputs (atol 1e-5).
+    """Every plan gives the dense plan's outputs and gradients (inputs and weights, in a
+    training call) on a padded batch long enough for several chunked blocks: banded (its
+    offset pass, and gathered windows for a scorer that declines the split), chunked
+    (skipping the keys a causal mask hides, recomputed in the backward pass) and the fused
+    kernel (forced, where its form applies), each op by op and compiled where compiling
+    changes the path.
 
     The banded plan only looks inside the window the masks declare with ``reach()``, so a
-    mask whose predicate allows more than it declares fails here.
+    mask whose predicate allows more than it declares fails here; the kernel plan trusts
+    ``dot_scale()`` and ``kernel_form()``, so a wrong declaration fails here too.
     """
-    from attnkit.plans import _limits
-
     tried = 0
     for resolved in (subject.base, subject.causal, subject.local):
-        if resolved is None or resolved.pooling.many_to_one or not resolved.pooling.uses_context:
+        if resolved is None or plans_for(resolved) == ["dense"]:
             continue
+        steps = STEPS if subject.fixed_length else LONG
+        x, mask = make_data(steps=steps)
         reference = build(subject, resolved)
-        x, mask = make_data(steps=STEPS)
-        expected = numpy(reference(x, mask=mask))
-        for plan in ("banded", "chunked"):
-            layer = build(subject, resolved, plan=plan)
-            copy_weights(reference, layer)
-            back, ahead = combined_reach(resolved.masks)
-            if plan == "banded" and (back is None or ahead is None):
-                continue
-            tried += 1
-            saved = _limits.CHUNK_TARGET
-            _limits.CHUNK_TARGET = 1  # the smallest blocks (16 queries)
-            try:
-                got = numpy(layer(x, mask=mask))
-            finally:
-                _limits.CHUNK_TARGET = saved
-            if not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
-                raise CheckFailure(
-                    f"{subject.label} in '{resolved}': the {plan} plan differs from the dense "
-                    f"plan by up to {np.abs(got - expected).max():.3g}"
-                )
+        expected = layer_grads(reference, [x], mask, training=True)
+        with small_blocks():
+            for plan, layer in _plan_layers(subject, resolved, reference):
+                tried += 1
+                for compiled in (False, True) if compiled_paths() else (False,):
+                    got = layer_grads(layer, [x], mask, training=True, compiled=compiled)
+                    how = f"the {plan} plan{' compiled' if compiled else ''}"
+                    _compare_to_dense(subject, resolved, how, got, expected)
     if not tried:
         raise SkipCheck(f"'{subject.label}' runs on the dense plan only")
+
+
+def _plan_layers(subject: Subject, resolved, reference):
+    """(plan, layer) for every plan but dense, the weights copied from ``reference``; banded a
+    second time through a scorer that offers no project()/pair() split (gathered windows)."""
+    import attrs
+
+    for plan in plans_for(resolved)[1:]:
+        variants = [(plan, resolved)]
+        if plan == "banded" and splits(resolved.scorer):
+            gathering = attrs.evolve(resolved, scorer=_without_split(resolved.scorer))
+            variants.append(("banded (gathered windows)", gathering))
+        for label, spec in variants:
+            layer = build(subject, spec, plan=plan)
+            copy_weights(reference, layer)
+            yield label, layer
+
+
+def _without_split(scorer):
+    """A scorer computing ``scorer``'s scores with its weights, without its project()/pair()
+    split: the banded plan then scores gathered windows."""
+    import attrs
+
+    from attnkit.components import Scorer
+
+    @attrs.frozen
+    class Whole(Scorer):
+        inner: Scorer
+        name = scorer.name
+
+        @property
+        def token(self):
+            return self.inner.token
+
+        def build(self, layer, query_dim, key_dim):
+            return self.inner.build(layer, query_dim, key_dim)
+
+        def pair_width(self, query_dim, key_dim):
+            return self.inner.pair_width(query_dim, key_dim)
+
+        def score(self, params, query, key):
+            return self.inner.score(params, query, key)
+
+    return Whole(scorer)
+
+
+def _compare_to_dense(subject: Subject, resolved, how: str, got, expected) -> None:
+    (out, grads), (want, want_grads) = got, expected
+    if not np.allclose(out, want, rtol=1e-5, atol=1e-5):
+        raise CheckFailure(
+            f"{subject.label} in '{resolved}': {how} differs from the dense plan by up to "
+            f"{np.abs(out - want).max():.3g}"
+        )
+    names = ["the input"] + [f"weight {i}" for i in range(len(grads) - 1)]
+    for name, g, w in zip(names, grads, want_grads, strict=True):
+        g = np.zeros(np.shape(w)) if g is None else g
+        w = np.zeros(np.shape(g)) if w is None else w
+        scale = max(1.0, float(np.abs(w).max(initial=0.0)))
+        if not np.allclose(g, w, rtol=1e-4, atol=1e-5 * scale):
+            raise CheckFailure(
+                f"{subject.label} in '{resolved}': {how} gives the gradient of {name} up to "
+                f"{np.abs(g - w).max():.3g} away from the dense plan's"
+            )
 
 
 def _resolvable(subject: Subject) -> None:
@@ -162,49 +219,6 @@ def check_jit_equals_eager(subject: Subject, device: str) -> None:
         )
 
 
-def _wide() -> str:
-    """The reference policy: float64, or float32 where the backend has no float64 (JAX without
-    jax_enable_x64 truncates it, with a warning); both are far inside the 16-bit tolerances."""
-    return "float64" if has_float64() else "float32"
-
-
-def _against_float64(subject: Subject, policy_name: str, rtol: float, atol: float) -> None:
-    reference = build(subject)
-    with policy(_wide()):
-        wide = build(subject)
-    with policy(policy_name):
-        narrow = build(subject)
-    copy_weights(reference, wide)
-    copy_weights(reference, narrow)
-    x, mask = make_data()
-    mask[0] = False  # a fully masked sample must stay zeros in 16 bits too
-    expected = numpy(wide(x.astype(_wide()), mask=mask))
-    got = numpy(narrow(x, mask=mask)).astype("float64")
-    if not np.isfinite(got).all():
-        raise CheckFailure(f"{subject.label}: non-finite outputs under {policy_name}")
-    if (got[0] != 0).any():
-        raise CheckFailure(
-            f"{subject.label}: a fully masked sample is not zero under {policy_name}"
-        )
-    error = np.abs(got - expected) - (atol + rtol * np.abs(expected))
-    if (error > 0).any():
-        raise CheckFailure(
-            f"{subject.label}: under {policy_name} the output differs from the "
-            f"float64 reference by up to {np.abs(got - expected).max():.3g} "
-            f"(rtol {rtol}, atol {atol})"
-        )
-
-
-def check_mixed_float16(subject: Subject, device: str) -> None:
-    """Under mixed_float16: finite, zeros stay zeros, within fp16 tolerance of float64."""
-    _against_float64(subject, "mixed_float16", 1e-3, 5e-3)
-
-
-def check_mixed_bfloat16(subject: Subject, device: str) -> None:
-    """Under mixed_bfloat16: finite, zeros stay zeros, within bf16 tolerance of float64."""
-    _against_float64(subject, "mixed_bfloat16", 1.6e-2, 5e-2)
-
-
 def _tiny_model(subject: Subject, **options):
     import keras
 
@@ -276,13 +290,13 @@ def check_device_agreement(subject: Subject, device: str) -> None:
     with on_device("cpu"):
         cpu = build(subject)
         copy_weights(gpu, cpu)
-        with policy(_wide()):
+        with policy(wide_policy()):
             wide = build(subject)
         copy_weights(gpu, wide)
         x, mask = make_data()
         # Fully masked rows are where kernels and devices have disagreed (NaN, a uniform row).
         mask[2] = False
-        reference = numpy(wide(x.astype(_wide()), mask=mask))
+        reference = numpy(wide(x.astype(wide_policy()), mask=mask))
         on_cpu = numpy(cpu(x, mask=mask))
     with on_device("gpu"):
         on_gpu = numpy(gpu(x, mask=mask))

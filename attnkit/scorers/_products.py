@@ -115,14 +115,6 @@ class General(Scorer):
         return scores + params["b"] if self.use_bias else scores
 
 
-def _nonzero_mean(key):
-    """(B, 1, D): the mean of each sample's keys that are not all zeros (padding is zeroed
-    before scoring), a constant for the gradient; zeros when every key is zero."""
-    nonzero = ops.cast(ops.any(ops.not_equal(key, 0), axis=-1, keepdims=True), key.dtype)
-    count = ops.maximum(ops.sum(nonzero, axis=1, keepdims=True), 1)
-    return ops.stop_gradient(ops.sum(key * nonzero, axis=1, keepdims=True) / count)
-
-
 @attrs.frozen
 class Gaussian(Scorer):
     """Gaussian-kernel scores (Nadaraya-Watson): ``s_ij = -||q_i - k_j||^2 / (2 sigma^2)``.
@@ -130,12 +122,12 @@ class Gaussian(Scorer):
     ``sigma``: a fixed width from 1e-6 to 1e6, or ``none`` for a learned one,
     ``sigma = softplus(rho) + 1e-6`` with rho initialised so that sigma starts at 1.
 
-    Every (query, key) pair at once takes the squared distance as ``||q'||^2 + ||k'||^2 -
-    2 q'.k'`` (one matmul), clamped at 0, for ``q' = q - c`` and ``k' = k - c`` with ``c`` the
-    mean of the sample's nonzero keys: the distance does not depend on ``c``, and centring
-    keeps the expansion from cancelling catastrophically when the features share a large
-    offset, so every plan agrees with float64 within float32's tolerance. A window of pairs
-    (:meth:`pair`) takes ``sum (q - k)^2`` directly. Computed in float32 or wider.
+    The squared distance is summed from the differences, ``sum_d (q_d - k_d)^2``, for every
+    pair at once as for a window of pairs (:meth:`pair`), in float32 or wider. The expansion
+    ``||q||^2 + ||k||^2 - 2 q.k`` would be one matmul, but it cancels catastrophically when the
+    features share a large offset, and no centring that depends on the data keeps a query
+    blind to the keys it may not see. So the scorer holds D floats per pair
+    (:meth:`pair_width`), and the plans size their blocks by it.
     """
 
     name = "gaussian"
@@ -161,13 +153,11 @@ class Gaussian(Scorer):
             }
         return {}
 
+    def pair_width(self, query_dim, key_dim):
+        return query_dim
+
     def score(self, params, query, key):
-        centre = _nonzero_mean(key)  # (B, 1, D)
-        query, key = query - centre, key - centre
-        q_sq = ops.sum(ops.square(query), axis=-1, keepdims=True)  # (B, Tq, 1)
-        k_sq = ops.expand_dims(ops.sum(ops.square(key), axis=-1), 1)  # (B, 1, Tk)
-        cross = ops.matmul(query, ops.swapaxes(key, -1, -2))
-        return self._kernel(params, ops.maximum(q_sq + k_sq - 2.0 * cross, 0.0))
+        return self.pair(params, ops.expand_dims(query, 2), ops.expand_dims(key, 1))
 
     def project(self, params, query, key):
         return query, key
