@@ -311,7 +311,8 @@ def value_and_grads(fn: Callable, tensors, variables, compiled: bool = False):
 
 
 def _arrays(values) -> list:
-    return [None if v is None else ops.convert_to_numpy(v) for v in values]
+    """NumPy copies (detached from any gradient tape) of tensors, None kept."""
+    return [None if v is None else ops.convert_to_numpy(ops.stop_gradient(v)) for v in values]
 
 
 def layer_grads(layer, inputs, mask, coefficients=None, *, training=None, compiled=False):
@@ -345,7 +346,8 @@ def _weighted_sum(out, coefficients):
 
     if coefficients is None:
         coefficients = np.linspace(-1, 1, int(out.shape[-1]), dtype="float32")
-    return ops.sum(ops.cast(out, "float32") * np.asarray(coefficients, "float32"))
+    weights = ops.convert_to_tensor(np.asarray(coefficients, "float32"))
+    return ops.sum(ops.cast(out, "float32") * weights)
 
 
 def _tf_compiled_grads(layer, inputs, mask, coefficients, call):

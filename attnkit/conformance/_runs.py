@@ -19,7 +19,16 @@ import numpy as np
 from attnkit.conformance._harness import BATCH, FEATURES, copy_weights, layer_for, numpy
 from attnkit.resolution import Resolved
 
-__all__ = ["LONG", "Run", "compiled_paths", "plans_for", "realistic", "runs", "small_blocks"]
+__all__ = [
+    "LONG",
+    "Run",
+    "compiled_paths",
+    "gradient_modes",
+    "plans_for",
+    "realistic",
+    "runs",
+    "small_blocks",
+]
 
 #: Steps for the checks that cross the plans' thresholds: three chunked blocks of 16 queries.
 LONG = 40
@@ -90,6 +99,15 @@ def compiled_paths() -> bool:
     import keras
 
     return keras.backend.backend() in ("tensorflow", "jax")
+
+
+def gradient_modes() -> tuple[bool, ...]:
+    """How gradients are taken to reach every path (``compiled`` values for
+    :func:`attnkit.backend.layer_grads`): on TensorFlow op by op and under XLA; on JAX a traced
+    gradient already takes the compiled paths, so once, jitted; on PyTorch op by op."""
+    import keras
+
+    return {"tensorflow": (False, True), "jax": (True,)}.get(keras.backend.backend(), (False,))
 
 
 def _compiled(layer, steps: int) -> Callable:

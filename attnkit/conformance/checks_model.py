@@ -26,7 +26,7 @@ from attnkit.conformance._harness import (
     policy,
     wide_policy,
 )
-from attnkit.conformance._runs import LONG, compiled_paths, plans_for, small_blocks
+from attnkit.conformance._runs import LONG, gradient_modes, plans_for, small_blocks
 from attnkit.conformance.checks_layer import build
 from attnkit.errors import UnknownComponentError
 from attnkit.plans._checks import splits
@@ -61,11 +61,12 @@ def check_plans_agree(subject: Subject, device: str) -> None:
         steps = STEPS if subject.fixed_length else LONG
         x, mask = make_data(steps=steps)
         reference = build(subject, resolved)
-        expected = layer_grads(reference, [x], mask, training=True)
+        modes = gradient_modes()
+        expected = layer_grads(reference, [x], mask, training=True, compiled=modes[-1])
         with small_blocks():
             for plan, layer in _plan_layers(subject, resolved, reference):
                 tried += 1
-                for compiled in (False, True) if compiled_paths() else (False,):
+                for compiled in modes:
                     got = layer_grads(layer, [x], mask, training=True, compiled=compiled)
                     how = f"the {plan} plan{' compiled' if compiled else ''}"
                     _compare_to_dense(subject, resolved, how, got, expected)

@@ -153,7 +153,7 @@ def check_gradients_match_finite_differences(subject: Subject, device: str) -> N
         result = layer(list(ts) if listed else ts[0], mask=masks)
         from keras import ops
 
-        return ops.sum(result * coefficients), []
+        return ops.sum(result * ops.convert_to_tensor(coefficients)), []
 
     _, g_in, g_w = value_and_grads(loss, inputs, layer.trainable_weights)
     weights = layer.trainable_weights
