@@ -7,9 +7,10 @@ Peers:
   ``+causal15``, ``+causal``; ``general``, ``general(use_bias=true)`` (weights transplanted)
 * keras-self-attention ``SeqWeightedAttention``: ``dot+weighted``
 * keras-self-attention ``ScaledDotProductAttention``: ``dot(scale=sqrt)``, ``+causal``
-* philipperemy ``attention`` 5.0.0 (cannot run on Keras 3, so a float64 NumPy transcription of its
-  formulas, itself checked against a ``keras.ops`` transcription): ``bahdanau+last(units=U)``
-  and ``general+last(units=U)``.
+* philipperemy ``attention`` 5.0.0, the real package (called eagerly: its functional-model call
+  fails on Keras 3; TensorFlow backend only, it imports ``tensorflow.keras``), and a float64
+  NumPy statement of its formula checked against it: ``bahdanau+last(units=U)`` and
+  ``general+last(units=U)``, unpadded and padded.
 
 * ``keras.layers.AdditiveAttention(use_scale=...)``: ``concat``, ``concat(use_scale=false)``, with
   and without ``causal`` and padding masks (its score ``s_ij = sum_d g_d tanh(q_id + k_jd)`` has
@@ -548,43 +549,6 @@ def _attention_package_numpy(h_s, weights, score):
     return np.tanh(pre @ w["attention_vector"]), alpha  # Dense(units, no bias, tanh)
 
 
-class _AttentionPackageKeras(keras.layers.Layer):
-    """The attention package's layer re-written with keras.ops, its sub-layers as weights."""
-
-    def __init__(self, units, score, **kwargs):
-        super().__init__(**kwargs)
-        self.units, self.score = units, score
-
-    def build(self, input_shape):
-        d = int(input_shape[-1])
-        shapes = {
-            "luong": {"luong_w": (d, d)},
-            "bahdanau": {"bahdanau_w1": (d, d), "bahdanau_w2": (d, d), "bahdanau_v": (d, 1)},
-        }[self.score]
-        shapes["attention_vector"] = (2 * d, self.units)
-        self.w = {
-            n: self.add_weight(name=n, shape=s, initializer="glorot_uniform")
-            for n, s in shapes.items()
-        }
-
-    def call(self, h_s):
-        h_t = h_s[:, -1, :]
-        if self.score == "luong":
-            first = ops.matmul(h_s, self.w["luong_w"])  # (B, T, d)
-            scores = ops.squeeze(ops.matmul(first, ops.expand_dims(h_t, -1)), -1)
-        else:
-            steps = ops.shape(h_s)[1]
-            repeated = ops.repeat(ops.expand_dims(h_t, 1), steps, axis=1)  # RepeatVector(T)
-            hidden = ops.tanh(
-                ops.matmul(repeated, self.w["bahdanau_w1"]) + ops.matmul(h_s, self.w["bahdanau_w2"])
-            )
-            scores = ops.squeeze(ops.matmul(hidden, self.w["bahdanau_v"]), -1)
-        alpha = ops.softmax(scores, axis=-1)
-        context = ops.squeeze(ops.matmul(ops.expand_dims(alpha, 1), h_s), 1)
-        pre = ops.concatenate([context, h_t], axis=-1)
-        return ops.tanh(ops.matmul(pre, self.w["attention_vector"])), alpha
-
-
 def _package_weights(score, rng):
     w = {"attention_vector": _normal(rng, 2 * D, U, scale=0.5)}
     if score == "luong":
@@ -598,22 +562,40 @@ def _package_weights(score, rng):
     return w
 
 
+#: The attention package imports tensorflow.keras: it runs under the TensorFlow backend only.
+attention_peer = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the attention package imports tensorflow.keras: TensorFlow backend only",
+)
+
+
+def _package_layer(score, weights, steps=T):
+    """The real ``attention.Attention(U, score)``, built eagerly (its functional-model call
+    fails on Keras 3: Keras passes ``training`` twice) and given ``weights``."""
+    from attention import Attention
+
+    peer = Attention(units=U, score=score)
+    peer(np.zeros((1, steps, D), "float32"))
+    by_name = {w.path.split("/")[-2]: w for w in peer.weights}  # attention/<name>/kernel
+    assert set(by_name) == set(weights), sorted(by_name)
+    for name, value in weights.items():
+        by_name[name].assign(value)
+    return peer
+
+
+@attention_peer
 @pytest.mark.parametrize("score", ["luong", "bahdanau"])
-def test_attention_package_numpy_transcription_matches_keras_transcription(score):
+def test_attention_package_matches_its_float64_formula(score):
+    """The real package against a float64 NumPy statement of its formula (so the reference the
+    attnkit tests below also use is the package's)."""
     rng = _rng(13)
     h_s = _normal(rng, B, T, D)
     weights = _package_weights(score, rng)
-    peer = _AttentionPackageKeras(U, score)
-    peer(h_s)
-    assert set(peer.w) == set(weights)
-    for name, value in weights.items():
-        peer.w[name].assign(value)
-    out_k, alpha_k = peer(h_s)
-    out_n, alpha_n = _attention_package_numpy(h_s, weights, score)
-    assert out_n.shape == (B, U) and alpha_n.shape == (B, T)
-    assert_close(out_k, out_n, "float32")
-    assert_close(alpha_k, alpha_n, "float32")
-    # The two scores are really different formulas (guards against a copy-paste transcription).
+    out_p = _np(_package_layer(score, weights)(h_s))
+    out_n, _ = _attention_package_numpy(h_s, weights, score)
+    assert out_p.shape == (B, U)
+    assert_close(out_p, out_n, "float32")
+    # The two scores are really different formulas (guards against a copy-paste reference).
     other = "bahdanau" if score == "luong" else "luong"
     out_o, _ = _attention_package_numpy(
         h_s, {**weights, **_package_weights(other, _rng(14))}, other
@@ -644,25 +626,77 @@ def test_attention_package_numpy_transcription_matches_keras_transcription(score
     ids=["bahdanau", "luong"],
 )
 def test_last_pooling_matches_attention_package(score, spec, mapping):
+    """attnkit against the float64 formula on every backend, and against the real package on
+    TensorFlow, on transplanted weights."""
     rng = _rng(15)
     h_s = _normal(rng, B, T, D)
     weights = _package_weights(score, rng)
     layer = AttentionLayer(spec, return_attention=True)
     layer(h_s)
-    mine = _ak_weights(layer)
-    assert set(mine) == {ours for ours, _ in mapping.values()}
-    for theirs, (ours, transpose) in mapping.items():
-        value = weights[theirs].T if transpose else weights[theirs]
-        mine[ours].assign(value)
+    mine = _transplant(layer, weights, mapping)
     out_a, alpha_a = layer(h_s)
     out_n, alpha_n = _attention_package_numpy(h_s, weights, score)
     assert tuple(out_a.shape) == (B, U) and tuple(alpha_a.shape) == (B, T)
     assert_close(out_a, out_n, "float32")
     assert_close(alpha_a, alpha_n, "float32")
+    if keras.backend.backend() == "tensorflow":  # the real package, on its backend
+        assert_close(out_a, _np(_package_layer(score, weights)(h_s)), "float32")
     if score == "luong":
         # The transpose matters (a non-symmetric W): without it the numbers differ.
         mine["scorer_w"].assign(weights["luong_w"])
         assert not np.allclose(_np(layer(h_s)[1]), alpha_n, atol=1e-4)
+
+
+def _transplant(layer, weights, mapping) -> dict:
+    """Give ``layer`` the package's ``weights`` under ``mapping``; returns attnkit's weights."""
+    mine = _ak_weights(layer)
+    assert set(mine) == {ours for ours, _ in mapping.values()}
+    for theirs, (ours, transpose) in mapping.items():
+        mine[ours].assign(weights[theirs].T if transpose else weights[theirs])
+    return mine
+
+
+@attention_peer
+@pytest.mark.parametrize(
+    "score, spec, mapping",
+    [
+        (
+            "bahdanau",
+            f"bahdanau+last(units={U})",
+            {
+                "bahdanau_w1": ("scorer_w_1", False),
+                "bahdanau_w2": ("scorer_w_2", False),
+                "bahdanau_v": ("scorer_v", False),
+                "attention_vector": ("pooling_w_c", False),
+            },
+        ),
+        (
+            "luong",
+            f"general+last(units={U})",
+            {"luong_w": ("scorer_w", True), "attention_vector": ("pooling_w_c", False)},
+        ),
+    ],
+    ids=["bahdanau", "luong"],
+)
+def test_last_pooling_on_padded_steps_matches_the_package_on_the_unpadded_ones(
+    score, spec, mapping
+):
+    """The package has no masking; attnkit on a right-padded batch (garbage in the padding)
+    gives what the package gives each sample cut to its valid steps: its query is the last
+    valid step and padded keys get no weight."""
+    rng = _rng(17)
+    h_s = _normal(rng, B, T, D)
+    lengths = [T, T - 2, 3]
+    mask = _lengths_mask(lengths, T)
+    h_s[~mask] = 7.0
+    weights = _package_weights(score, rng)
+    layer = AttentionLayer(spec)
+    layer(h_s)
+    _transplant(layer, weights, mapping)
+    out_a = _np(layer(h_s, mask=mask))
+    for b, length in enumerate(lengths):
+        peer = _package_layer(score, weights, steps=length)
+        assert_close(out_a[b], _np(peer(h_s[b : b + 1, :length]))[0], "float32")
 
 
 def test_last_pooling_without_units_is_the_context_vector():
@@ -678,3 +712,58 @@ def test_last_pooling_without_units_is_the_context_vector():
     context = np.einsum("bt,btd->bd", alpha_n, h_s.astype("float64"))
     assert_close(alpha_a, alpha_n, "float32")
     assert_close(out_a, context, "float32")
+
+
+# == 5. The old Keras attention blocks ==========================================================
+def _attention_block_2d(features: int) -> keras.Model:
+    """The dense attention block: ``x * Dense(D, softmax)(x)`` on (B, D)."""
+    inputs = keras.Input((features,))
+    probs = keras.layers.Dense(features, activation="softmax", name="attention_vec")(inputs)
+    return keras.Model(inputs, keras.layers.Multiply()([inputs, probs]))
+
+
+def _attention_3d_block(steps: int, features: int, single: bool) -> keras.Model:
+    """``attention_3d_block``: Permute, Dense(T, softmax) over each feature's time series,
+    (with ``SINGLE_ATTENTION_VECTOR`` the mean over features, repeated), Permute back, and
+    multiply the input."""
+    inputs = keras.Input((steps, features))
+    a = keras.layers.Permute((2, 1))(inputs)
+    a = keras.layers.Dense(steps, activation="softmax", name="attention_vec")(a)
+    if single:
+        a = keras.layers.Lambda(lambda t: ops.mean(t, axis=1))(a)
+        a = keras.layers.RepeatVector(features)(a)
+    probs = keras.layers.Permute((2, 1))(a)
+    return keras.Model(inputs, keras.layers.Multiply()([inputs, probs]))
+
+
+def _transplant_dense(model, layer, rng) -> None:
+    """Random kernel and bias into the block's Dense, and the same into attnkit's dense scorer."""
+    dense = model.get_layer("attention_vec")
+    kernel = _normal(rng, *dense.kernel.shape, scale=0.7)
+    bias = _normal(rng, *dense.bias.shape, scale=0.3)
+    dense.kernel.assign(kernel)
+    dense.bias.assign(bias)
+    mine = _ak_weights(layer)
+    mine["scorer_w"].assign(kernel)
+    mine["scorer_b"].assign(bias)
+
+
+def test_dense_gate_matches_the_dense_attention_block():
+    rng = _rng(21)
+    x = _normal(rng, B, D)
+    peer = _attention_block_2d(D)
+    layer = AttentionLayer("dense+gate")
+    layer(x)
+    _transplant_dense(peer, layer, rng)
+    assert_close(layer(x), peer.predict(x, verbose=0), "float32")
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["per_feature", "single_vector"])
+def test_dense_gate_matches_the_attention_3d_block(single):
+    rng = _rng(22)
+    x = _normal(rng, B, T, D)
+    peer = _attention_3d_block(T, D, single)
+    layer = AttentionLayer(f"dense+gate(shared={'true' if single else 'false'})")
+    layer(x)
+    _transplant_dense(peer, layer, rng)
+    assert_close(layer(x), peer.predict(x, verbose=0), "float32")
