@@ -12,7 +12,7 @@ CPU; ``xla``: TensorFlow's step with ``jit_compile=True``; pick with ``--modes``
 memory above a baseline process that builds a model with no attention layer: the process's
 peak RSS on a CPU, the device's peak allocation on a GPU.
 
-Peers: Keras' own layers, keras-self-attention, a transcription of the ``attention`` package,
+Peers: Keras' own layers, keras-self-attention, the ``attention`` package,
 and ``keras.ops.dot_product_attention`` (``sdpa``: the backend picks its kernel; on a GPU also
 ``flash``: its flash path demanded, which wants ``--dtype bfloat16`` or ``float16``). A peer
 whose package is missing (keras-self-attention needs TensorFlow) shows ``n/a`` and why.

@@ -11,35 +11,22 @@ class PeerMissing(RuntimeError):
 
 
 class AttentionPackage(keras.layers.Layer):
-    """A plain Keras transcription of the ``attention`` package's layer (it no longer runs on
-    Keras 3): h_t = last step, score luong (h_t W h_s) or bahdanau, tanh(W_c [c; h_t])."""
+    """The ``attention`` package's ``Attention(units, score)`` (5.0.0) inside a layer of our own:
+    called directly in a functional model, Keras 3 passes it ``training`` twice, so this
+    layer's call calls it without. It imports ``tensorflow.keras``: TensorFlow backend only."""
 
     def __init__(self, units=128, score="luong", **kwargs):
         super().__init__(**kwargs)
-        self.units, self.score = units, score
-
-    def build(self, shape):
-        d = shape[-1]
-        if self.score == "luong":
-            self.w = self.add_weight(shape=(d, d), name="luong_w")
-        else:
-            self.w1 = self.add_weight(shape=(d, d), name="w1")
-            self.w2 = self.add_weight(shape=(d, d), name="w2")
-            self.v = self.add_weight(shape=(d, 1), name="v")
-        self.wc = self.add_weight(shape=(2 * d, self.units), name="attention_vector")
+        if keras.backend.backend() != "tensorflow":
+            raise PeerMissing("the attention package runs on the tensorflow backend only")
+        try:
+            from attention import Attention
+        except ImportError as error:
+            raise PeerMissing(f"not installed: attention ({error})") from None
+        self.inner = Attention(units=units, score=score)
 
     def call(self, h_s):
-        h_t = h_s[:, -1, :]
-        if self.score == "luong":
-            scores = ops.einsum("bd,btd->bt", h_t, ops.matmul(h_s, self.w))
-        else:
-            hidden = ops.tanh(
-                ops.expand_dims(ops.matmul(h_t, self.w1), 1) + ops.matmul(h_s, self.w2)
-            )
-            scores = ops.squeeze(ops.matmul(hidden, self.v), -1)
-        alpha = ops.softmax(scores, axis=-1)
-        context = ops.einsum("bt,btd->bd", alpha, h_s)
-        return ops.tanh(ops.matmul(ops.concatenate([context, h_t], -1), self.wc))
+        return self.inner(h_s)
 
 
 class _KerasSelf(keras.layers.Layer):

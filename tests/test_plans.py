@@ -1,5 +1,10 @@
-"""Execution plans: banded and chunked give the dense plan's numbers and gradients, for every
-built-in scorer, under the masks that select them, eager and under jit; the choice is automatic."""
+"""Execution plans: banded and chunked give the dense plan's numbers and gradients under every
+mask combination that selects them, eager and under jit; the choice is automatic.
+
+Every built-in scorer is held to the dense plan on every plan by the conformance suite
+(``check_plans_agree`` in tests/test_builtins_conform.py); here the masks vary, with the two
+kinds of scorer the plans treat apart: a plain product (``dot``, pair width 1) and a pairwise
+one (``additive``, with its hand-written window gradient)."""
 
 from __future__ import annotations
 
@@ -14,14 +19,7 @@ from attnkit import Scorer, backend, plans
 from attnkit.backend import compiling, fused
 from attnkit.plans import _banded, _limits
 
-SCORERS = [
-    "dot",
-    "dot(scale=learned)",
-    "general(use_bias=true)",
-    "additive",
-    "bahdanau",
-    "gaussian",
-]
+SCORERS = ["dot(scale=learned)", "additive"]
 BANDED_MASKS = ["local4", "local15", "causal3", "local5+causal"]
 CHUNKED_MASKS = ["", "causal", "local5", "causal3"]
 STEPS, FEATURES = 37, 6
