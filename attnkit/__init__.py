@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from attnkit.components import Mask, Pooling, Prepared, Scorer, param
 from attnkit.errors import (
+    ArgumentError,
     AttnkitError,
     AttnkitPluginWarning,
     CaptureError,
@@ -40,6 +41,7 @@ from attnkit.resolution import Resolved
 from attnkit.spec import Spec, Token, parse
 
 __all__ = [
+    "ArgumentError",
     "AttentionLayer",
     "AttnkitError",
     "AttnkitPluginWarning",

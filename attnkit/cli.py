@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import textwrap
 from collections.abc import Callable
 
 import attrs
+
+from attnkit.cli_arguments import Parser, positive, seconds, whole
 
 __all__ = ["main"]
 
@@ -215,9 +216,16 @@ def _print_summary(results: list, counts: dict[str, int]) -> None:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from attnkit.errors import AttnkitError
     from attnkit.explain import explain, render
+    from attnkit.heads import Heads
 
     try:
-        report = explain(args.spec, length=args.length, features=args.features)
+        heads = Heads.from_arguments(
+            args.heads,
+            args.key_dim,
+            value_dim=args.value_dim,
+            num_key_value_heads=args.kv_heads,
+        )
+        report = explain(args.spec, length=args.length, features=args.features, heads=heads)
     except AttnkitError as error:
         return _usage_error("explain", error)
     print(json.dumps(report, indent=2) if args.json else render(report, _width()))
@@ -247,47 +255,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 1 if any("error" in row["attnkit"] for row in report["rows"]) else 0
 
 
-def _whole(least: int):
-    """An argparse type: a whole number >= ``least``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = least - 1
-        if value < least:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive = _whole(1)
-
-
-def _seconds(text: str) -> float:
-    """An argparse type: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line on stderr, then exit status 2."""
-
-    def error(self, message: str):
-        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
     import attnkit
 
-    parser = _Parser(prog="attnkit", description=__doc__)
+    parser = Parser(prog="attnkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"attnkit {attnkit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="every component with its parameters and origin")
@@ -308,10 +279,20 @@ def _add_explain(commands) -> None:
     )
     explaining.add_argument("spec", help='e.g. "additive+local15"')
     explaining.add_argument(
-        "--length", type=_positive, default=8, metavar="T", help="sequence length (default 8)"
+        "--length", type=positive, default=8, metavar="T", help="sequence length (default 8)"
     )
     explaining.add_argument(
-        "--features", type=_positive, default=64, metavar="D", help="features (default 64)"
+        "--features", type=positive, default=64, metavar="D", help="features (default 64)"
+    )
+    explaining.add_argument(
+        "--heads", type=positive, metavar="H", help="multi-head: H heads (needs --key-dim)"
+    )
+    explaining.add_argument("--key-dim", type=positive, metavar="K", help="each head's size")
+    explaining.add_argument(
+        "--value-dim", type=positive, metavar="V", help="each head's value size (default K)"
+    )
+    explaining.add_argument(
+        "--kv-heads", type=positive, metavar="G", help="grouped-query: G key/value heads"
     )
     explaining.add_argument("--json", action="store_true", help="machine-readable output")
     explaining.set_defaults(run=_cmd_explain)
@@ -348,23 +329,23 @@ def _add_bench(commands) -> None:
     benching.add_argument("spec", help='e.g. "dot+causal"')
     benching.add_argument(
         "--length",
-        type=_positive,
+        type=positive,
         nargs="+",
         default=[1024],
         metavar="T",
         help="sequence lengths (default 1024)",
     )
-    benching.add_argument("--batch", type=_positive, default=32, metavar="B", help="default 32")
-    benching.add_argument("--features", type=_positive, default=64, metavar="D", help="default 64")
+    benching.add_argument("--batch", type=positive, default=32, metavar="B", help="default 32")
+    benching.add_argument("--features", type=positive, default=64, metavar="D", help="default 64")
     benching.add_argument(
-        "--repeats", type=_positive, default=5, metavar="N", help="timed calls (default 5)"
+        "--repeats", type=positive, default=5, metavar="N", help="timed calls (default 5)"
     )
     benching.add_argument(
-        "--warmup", type=_whole(0), default=1, metavar="N", help="untimed calls first (default 1)"
+        "--warmup", type=whole(0), default=1, metavar="N", help="untimed calls first (default 1)"
     )
     benching.add_argument("--train", action="store_true", help="also time a training step")
     benching.add_argument(
-        "--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per measurement"
+        "--timeout", type=seconds, default=600.0, metavar="S", help="seconds per measurement"
     )
     benching.add_argument("--json", action="store_true", help="machine-readable output")
     benching.set_defaults(run=_cmd_bench)

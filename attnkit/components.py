@@ -294,6 +294,12 @@ class Pooling(Component):
         """Create the pooling's weights, as :meth:`Scorer.build` does."""
         return {}
 
+    def output_size(self, query_dim: int, value_dim: int) -> int:
+        """Features of the output per query, for queries of ``query_dim`` and values of
+        ``value_dim`` features: the value's (the default) for a pooling that returns a context.
+        With heads, the output projection is built from it."""
+        return value_dim
+
     def prepare(self, params: dict[str, Any], query: Any, key: Any, query_mask: Any) -> Prepared:
         """Choose the queries the scorer asks with, and where they stand: a :class:`Prepared`
         for query (B, Tq, Dq), key (B, Tk, Dk) and the query padding mask (B, Tq) or None.

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "ArgumentError",
     "AttnkitError",
     "AttnkitPluginWarning",
     "CaptureError",
@@ -120,6 +121,10 @@ class SpecParameterError(SpecError):
 
 class SpecSlotError(SpecError):
     """The tokens do not fill the slots: not exactly one scorer, two poolings, a conflict."""
+
+
+class ArgumentError(AttnkitError, ValueError):
+    """An argument of ``AttentionLayer`` out of its range, or one attnkit does not take."""
 
 
 class ComponentError(AttnkitError, ValueError):

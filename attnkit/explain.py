@@ -39,17 +39,20 @@ STANDARD_LENGTHS = (128, 1024, 16384)
 GRID_MAX = 12
 
 
-def explain(spec: str, length: int = 8, features: int = 64) -> dict[str, Any]:
+def explain(spec: str, length: int = 8, features: int = 64, heads=None) -> dict[str, Any]:
     """Everything ``attnkit explain`` reports about ``spec`` for inputs of ``features`` features.
 
     Args:
         spec: spec text, e.g. ``"additive+local3"``.
         length: T, the number of steps the plan and the mask grid are computed for.
         features: D, the size of each step; the weights' shapes depend on it.
+        heads: an :class:`attnkit.heads.Heads` for a multi-head layer, or None.
 
     Returns:
         A JSON-serialisable dict with keys ``spec``, ``canonical``, ``length``, ``features``,
-        ``components``, ``input_shape``, ``weights``, ``mask``, ``backend``, ``plans`` (the
+        ``heads`` (the layer's head arguments, or None), ``components``, ``input_shape``,
+        ``weights`` (with ``per_head`` true for those with a leading head axis), ``mask``,
+        ``backend``, ``plans`` (per head with heads; the
         given length first, then :data:`STANDARD_LENGTHS`) and ``kernel_backends`` (where
         ``plan='auto'`` would take the fused-kernel plan for this spec; empty if none).
 
@@ -61,20 +64,21 @@ def explain(spec: str, length: int = 8, features: int = 64) -> dict[str, Any]:
     from attnkit.registry import registry
 
     resolved = registry().resolve(spec)
-    input_shape, weights = layer_weights(resolved, length, features)
+    input_shape, weights = layer_weights(resolved, length, features, heads)
     lengths = [length] + [t for t in STANDARD_LENGTHS if t != length]
-    kernel_exact = request_for(resolved, length, features).kernel_exact
+    kernel_exact = request_for(resolved, length, features, heads=heads).kernel_exact
     return {
         "spec": spec,
         "canonical": resolved.canonical,
         "length": length,
         "features": features,
+        "heads": None if heads is None else heads.config(),
         "components": component_rows(resolved),
         "input_shape": list(input_shape),
         "weights": weights,
         "mask": mask_grid(resolved, length),
         "backend": keras.backend.backend(),
-        "plans": [plan_for(resolved, t, features) for t in lengths],
+        "plans": [plan_for(resolved, t, features, heads=heads) for t in lengths],
         # The fused-kernel plan is taken automatically on some backends only.
         "kernel_backends": list(plans.KERNEL_BACKENDS) if kernel_exact else [],
     }
@@ -128,13 +132,19 @@ def input_shape_for(resolved, length: int, features: int) -> tuple:
     return (None, length, features)
 
 
-def layer_weights(resolved, length: int, features: int) -> tuple[tuple, list[dict]]:
-    """(input shape, the weights an ``AttentionLayer`` creates for it: name, shape, dtype),
-    read off the components' ``build`` without allocating them."""
+def layer_weights(resolved, length: int, features: int, heads=None) -> tuple[tuple, list[dict]]:
+    """(input shape, the weights an ``AttentionLayer`` creates for it: name, shape, dtype,
+    per_head), read off the components' ``build`` without allocating them."""
     from attnkit.layer import AttentionLayer
 
     shape = input_shape_for(resolved, length, features)
-    return shape, AttentionLayer(resolved).weight_shapes(shape)
+    options = {} if heads is None else heads.config()
+    layer = AttentionLayer(resolved, **options)
+    found = layer.weight_shapes(shape)
+    component = ("scorer_", "pooling_")
+    for weight in found:
+        weight["per_head"] = heads is not None and weight["name"].startswith(component)
+    return shape, found
 
 
 def mask_grid(resolved, length: int) -> dict[str, Any]:
@@ -173,11 +183,16 @@ def mask_grid(resolved, length: int) -> dict[str, Any]:
     return result
 
 
-def request_for(resolved, length: int, features: int, training: bool = False) -> plans.Request:
+def request_for(
+    resolved, length: int, features: int, training: bool = False, heads=None
+) -> plans.Request:
     """The :class:`plans.Request` the layer makes for self-attention on (B, T, D) with its
-    default options (plan='auto', no returned weights, no attention activation, no dropout)."""
+    default options (plan='auto', no returned weights, no attention activation, no dropout);
+    with heads, each head's (its queries and keys have ``key_dim`` features)."""
     shape = input_shape_for(resolved, length, features)
     query_dim, key_dim = resolved.pooling.dims(shape, shape)
+    if heads is not None:
+        query_dim = key_dim = heads.key_dim
     return plans.Request(
         scorer=resolved.scorer,
         masks=resolved.masks,
@@ -190,10 +205,12 @@ def request_for(resolved, length: int, features: int, training: bool = False) ->
     )
 
 
-def plan_for(resolved, length: int, features: int, training: bool = False) -> dict[str, Any]:
+def plan_for(
+    resolved, length: int, features: int, training: bool = False, heads=None
+) -> dict[str, Any]:
     """The plan the layer runs at ``length`` steps (for inference, or a training step) and
     why: {length, plan, reason}, as :func:`attnkit.plans.choose` gives them."""
-    choice = plans.choose(request_for(resolved, length, features, training))
+    choice = plans.choose(request_for(resolved, length, features, training, heads))
     return {"length": length, "plan": choice.plan, "reason": choice.reason}
 
 
@@ -236,21 +253,24 @@ def render(report: dict[str, Any], width: int = 100) -> str:
             subsequent_indent=" " * len(head),
             break_on_hyphens=False,
         )
+    lines += _heads_lines(report["heads"])
     lines += ["", f"weights for inputs {_shape(report['input_shape'])}"]
     weights = report["weights"]
     if not weights:
         lines.append("  none")
     name_width = max((len(w["name"]) for w in weights), default=0)
     for w in weights:
-        lines.append(f"  {w['name']:<{name_width}}  {_shape(w['shape']):<14} {w['dtype']}")
+        line = f"  {w['name']:<{name_width}}  {_shape(w['shape']):<14} {w['dtype']}"
+        lines.append(line + ("  (one per head)" if w.get("per_head") else ""))
     total = sum(math.prod(w["shape"]) for w in weights)
     if weights:
         lines.append(f"  {len(weights)} weights, {total:,} parameters")
     lines += [""] + _grid_lines(report["mask"], report["length"])
+    per_head = ", per head" if report["heads"] else ""
     lines += [
         "",
         f"plan on {report['backend']} (plan='auto': what the layer runs for self-attention "
-        "on (B, T, D))",
+        f"on (B, T, D){per_head})",
     ]
     for entry in report["plans"]:
         head = f"  T={entry['length']:<7} {entry['plan']:<8} "
@@ -266,6 +286,19 @@ def render(report: dict[str, Any], width: int = 100) -> str:
             subsequent_indent="  ",
         )
     return "\n".join(lines)
+
+
+def _heads_lines(heads: dict[str, Any] | None) -> list[str]:
+    if heads is None:
+        return []
+    h, g = heads["num_heads"], heads["num_key_value_heads"]
+    kind = "multi-head" if h == g else f"grouped-query, {h // g} query heads per key head"
+    output = heads["output_shape"] or "the query's features"
+    return [
+        "",
+        f"heads       {h} query heads of {heads['key_dim']}, {g} key/value heads "
+        f"(values of {heads['value_dim']}): {kind}; output {output}",
+    ]
 
 
 def _grid_lines(mask: dict[str, Any], length: int) -> list[str]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import attrs
 from keras import ops
 
 from attnkit.errors import InputShapeError, InputTypeError, MaskShapeError
 
 __all__ = [
+    "Sides",
     "as_bool_mask",
     "check_mask",
     "is_ragged",
@@ -23,6 +25,20 @@ __all__ = [
     "unpack",
     "zero_padding",
 ]
+
+
+@attrs.define  # not frozen: torch.compile (dynamo) cannot trace object.__setattr__
+class Sides:
+    """A call's inputs, read: query (B, Tq, Dq), value (B, Tk, Dv), key (B, Tk, Dk), the
+    queries' padding (B, Tq) and the keys' (B, Tk) as booleans or None, and whether the call
+    was self-attention (one tensor)."""
+
+    query: Any
+    value: Any
+    key: Any
+    query_mask: Any
+    key_valid: Any
+    single: bool
 
 
 def unpack(layer: str, inputs, mask):

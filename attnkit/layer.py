@@ -12,10 +12,13 @@ import attrs
 import keras
 from keras import ops
 
-from attnkit import capture, plans
+from attnkit import building, capture, plans
+from attnkit.arguments import check_arguments
 from attnkit.debug import check_stage
-from attnkit.errors import ComponentError, InputShapeError
-from attnkit.inputs import split_shapes, static, unpack, zero_padding
+from attnkit.heads import HeadRun, Heads, head_runs, stack_heads, unfold
+from attnkit.heads import output as heads_output
+from attnkit.hosts import Recorder, Weights
+from attnkit.inputs import Sides, static, unpack, zero_padding
 from attnkit.numerics import attention_penalty, score_dtype
 from attnkit.resolution import Resolved
 from attnkit.saving import (
@@ -50,44 +53,6 @@ class Attended:
     allowed: Any
 
 
-class _Weights:
-    """What a component's ``build`` gets as ``layer``: the host layer, with prefixed weight names.
-
-    Weights default to ``autocast=False`` so that under mixed precision the components read
-    them in float32, the dtype scores are computed in.
-    """
-
-    def __init__(self, layer: keras.layers.Layer, prefix: str) -> None:
-        self._layer = layer
-        self._prefix = prefix
-
-    def add_weight(self, name: str, shape=(), initializer="glorot_uniform", **kwargs):
-        kwargs.setdefault("autocast", False)
-        return self._layer.add_weight(
-            name=self._prefix + name, shape=shape, initializer=initializer, **kwargs
-        )
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self._layer, item)
-
-
-class _Shapes:
-    """A stand-in for the host layer in ``build``: records each weight's name, shape and dtype
-    in ``found`` and returns a symbolic tensor instead of allocating a variable."""
-
-    def __init__(self, prefix: str, layer: keras.layers.Layer, found: list) -> None:
-        self._prefix, self._layer, self._found = prefix, layer, found
-
-    def add_weight(self, name: str, shape=(), initializer=None, dtype=None, **kwargs):
-        dtype = keras.backend.standardize_dtype(dtype or self._layer.variable_dtype)
-        shape = tuple(int(d) for d in shape)
-        self._found.append({"name": self._prefix + name, "shape": list(shape), "dtype": dtype})
-        return keras.KerasTensor(shape, dtype=dtype)
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self._layer, item)
-
-
 @keras.saving.register_keras_serializable(package="attnkit")
 class AttentionLayer(keras.layers.Layer):
     """Attention composed from a spec: one scorer, masks (ANDed) and a pooling.
@@ -119,6 +84,13 @@ class AttentionLayer(keras.layers.Layer):
             fixed lengths, else ``dense``; returned weights, the regulariser and
             many-to-one poolings always run ``dense``. :meth:`choice` says which plan a call
             takes, and why.
+        num_heads, key_dim, value_dim, output_shape, use_bias, num_key_value_heads:
+            multi-head and grouped-query attention, as ``keras.layers.MultiHeadAttention``
+            and ``GroupQueryAttention`` mean them (:mod:`attnkit.heads`): the inputs are
+            projected into ``num_heads`` heads of ``key_dim`` (keys and values into
+            ``num_key_value_heads``), the spec runs per head with its own weights, and the
+            heads are projected back to ``output_shape`` (default: the query's features).
+            Without ``num_heads`` the layer is single-head and has no projections.
         **kwargs: the usual Layer arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -129,7 +101,8 @@ class AttentionLayer(keras.layers.Layer):
 
     Output:
         ``seq``: (B, Tq, Dv), carrying the query mask; many-to-one: (B, Dv) or (B, units), no
-        mask; ``[output, weights]`` with ``return_attention=True``.
+        mask; ``[output, weights]`` with ``return_attention=True``. With heads the features
+        are ``output_shape`` and the weights (B, H, Tq, Tk), or (B, H, Tk) many-to-one.
     """
 
     def __init__(
@@ -142,23 +115,30 @@ class AttentionLayer(keras.layers.Layer):
         attention_activation: Any = None,
         attention_regularizer_weight: float = 0.0,
         plan: str = "auto",
+        num_heads: int | None = None,
+        key_dim: int | None = None,
+        value_dim: int | None = None,
+        output_shape: Any = None,
+        use_bias: bool = True,
+        num_key_value_heads: int | None = None,
         **kwargs: Any,
     ) -> None:
         plugins = kwargs.pop("plugins", None)
+        check_arguments(
+            kwargs,
+            dropout=dropout,
+            regularizer_weight=attention_regularizer_weight,
+            plan=plan,
+            plans=plans.PLANS,
+        )
         super().__init__(**kwargs)
         self.resolved: Resolved = resolve_spec(spec, plugins or {})
         self.spec = self.resolved.canonical
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
-        if float(attention_regularizer_weight) < 0.0:
-            raise ValueError(
-                "attention_regularizer_weight must be >= 0. "
-                f"Received: attention_regularizer_weight={attention_regularizer_weight!r}"
-            )
-        if plan not in plans.PLANS:
-            raise ValueError(
-                f"plan must be one of {', '.join(plans.PLANS)}. Received: plan={plan!r}"
-            )
+        self.heads = Heads.from_arguments(
+            num_heads, key_dim, value_dim, output_shape, use_bias, num_key_value_heads
+        )
+        if self.heads is not None:
+            self.heads.check_spec(self.resolved, self.owner)
         self.plan = plan
         self.return_attention = bool(return_attention)
         self.dropout = float(dropout)
@@ -170,37 +150,23 @@ class AttentionLayer(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed) if self.dropout > 0 else None
         self._scorer_params: dict[str, Any] = {}
         self._pooling_params: dict[str, Any] = {}
+        self._built: building.Built | None = None
 
     # -- build --------------------------------------------------------------------------------
     def build(self, input_shape):
-        self._pooling_params, self._scorer_params = self._build_components(
-            input_shape, lambda prefix: _Weights(self, prefix)
-        )
+        host = lambda prefix, heads: Weights(self, prefix, heads)  # noqa: E731
+        built = building.build(self, input_shape, host)
+        self._scorer_params, self._pooling_params = built.scorer, built.pooling
+        self._built = built
 
     def weight_shapes(self, input_shape) -> list[dict[str, Any]]:
         """The weights :meth:`build` would create for ``input_shape`` (name, shape, dtype),
         found without allocating any: what ``attnkit explain`` shows."""
         found: list[dict[str, Any]] = []
-        self._build_components(input_shape, lambda prefix: _Shapes(prefix, self, found))
+        building.build(
+            self, input_shape, lambda prefix, heads: Recorder(prefix, self, found, heads)
+        )
         return found
-
-    def _build_components(self, input_shape, host):
-        """(pooling params, scorer params) built with ``host(prefix)`` as the components'
-        ``layer``; a shape the spec cannot take raises an AttnkitError naming the layer."""
-        query_shape, value_shape, key_shape = split_shapes(input_shape)
-        pooling, scorer = self.resolved.pooling, self.resolved.scorer
-        if len(query_shape) not in pooling.input_ranks:
-            ranks = " or ".join(str(r) for r in pooling.input_ranks)
-            raise InputShapeError(
-                f"{self._owner}: pooling '{pooling.name}' takes inputs of rank {ranks}; "
-                f"received an input of shape {tuple(query_shape)}"
-            )
-        try:
-            query_dim, key_dim = pooling.dims(tuple(query_shape), tuple(key_shape))
-            pooling_params = pooling.build(host("pooling_"), query_shape[-1], value_shape[-1])
-            return pooling_params, scorer.build(host("scorer_"), query_dim, key_dim)
-        except ValueError as error:
-            raise ComponentError(f"{self._owner}: {error}") from error
 
     # -- call ---------------------------------------------------------------------------------
     def call(self, inputs, mask=None, training=None):
@@ -214,57 +180,102 @@ class AttentionLayer(keras.layers.Layer):
         """Run the layer and return everything it computed (for tests and visualisation).
 
         Same arguments as ``call``; the layer must be built. Returns an :class:`Attended`
-        whose ``weights`` are the raw (B, Tq', Tk) attention and ``allowed`` the boolean of
-        keys each query could see (None when everything was visible, or when a plan other
-        than dense ran).
+        whose ``weights`` are the raw (B, Tq', Tk) attention ((B, H, Tq', Tk) with heads) and
+        ``allowed`` the boolean of keys each query could see (None when everything was
+        visible, or when a plan other than dense ran).
         """
-        work, prepared, pooling_params = self._work(inputs, mask, bool(training))
-        outcome = plans.run(plans.choose(self._request(work, inputs, bool(training))), work)
-        if self.attention_regularizer_weight > 0:
-            weight = self.attention_regularizer_weight
-            self.add_loss(attention_penalty(outcome.softmax, outcome.query_valid, weight))
-        prepared = attrs.evolve(prepared, query=work.query, key=work.key, valid=outcome.query_valid)
-        pooling = self.resolved.pooling
-        output, reported = pooling.pool(
-            pooling_params, outcome.context, outcome.weights, prepared, work.value
-        )
-        output = check_stage(output, self._owner, "the output", pooling)
-        reported = None if reported is None else ops.cast(reported, self.compute_dtype)
-        return Attended(
-            ops.cast(output, self.compute_dtype), reported, outcome.weights, outcome.allowed
-        )
+        sides = self._sides(inputs, mask)
+        runs = self._runs(sides)
+        done = [self._attend_run(run, sides.single, bool(training)) for run in runs]
+        if self.heads is None:
+            return done[0]
+        return self._combine(done, runs[0].folded, sides.query_mask)
 
     def choice(self, inputs, mask=None, training=False) -> plans.Choice:
         """The execution plan this layer runs for ``inputs``, and why (what
-        :func:`attnkit.plans.choose` says for the call). The layer must be built."""
-        work, _, _ = self._work(inputs, mask, bool(training))
-        return plans.choose(self._request(work, inputs, bool(training)))
+        :func:`attnkit.plans.choose` says for the call; per head with heads). The layer must
+        be built."""
+        sides = self._sides(inputs, mask)
+        work, _, _ = self._work(self._runs(sides)[0], bool(training))
+        return plans.choose(self._request(work, sides.single, bool(training)))
 
     @property
-    def _owner(self) -> str:
+    def owner(self) -> str:
+        """Names the layer and its spec in messages."""
         return f"layer '{self.name}' ('{self.spec}')"
 
-    def _work(self, inputs, mask, training: bool):
-        """(the plans' :class:`Work`, the pooling's Prepared, the pooling's weights)."""
+    def _sides(self, inputs, mask) -> Sides:
+        """The call's inputs, unpacked, padding zeroed, checked in debug mode."""
         query, value, key, query_mask, key_valid = unpack(self.name, inputs, mask)
-        dtype = score_dtype(self.compute_dtype)
         # Zero padded steps before any arithmetic ("double where"): whatever they hold (1e30,
         # inf, NaN) then reaches neither the output nor any gradient, even though in
         # self-attention the same tensor also feeds the queries.
         query = zero_padding(query, query_mask)
         key = zero_padding(key, key_valid)
         value = zero_padding(value, key_valid)
-        query = check_stage(query, self._owner, "the query input (padding excluded)")
-        if not isinstance(inputs, (list, tuple)):
+        query = check_stage(query, self.owner, "the query input (padding excluded)")
+        single = not isinstance(inputs, (list, tuple))
+        if single:
             key = value = query
         else:
-            key = check_stage(key, self._owner, "the key input (padding excluded)")
-            value = check_stage(value, self._owner, "the value input (padding excluded)")
+            key = check_stage(key, self.owner, "the key input (padding excluded)")
+            value = check_stage(value, self.owner, "the value input (padding excluded)")
+        return Sides(query, value, key, query_mask, key_valid, single)
+
+    def _runs(self, sides: Sides) -> list[HeadRun]:
+        """The spec's runs over a call's inputs: one without heads, else :func:`head_runs`."""
+        if self.heads is None:
+            single = (sides.query, sides.value, sides.key, sides.query_mask, sides.key_valid)
+            return [HeadRun(*single, None, None)]
+        return head_runs(self.heads, self._built, sides)
+
+    def _attend_run(self, run: HeadRun, single: bool, training: bool) -> Attended:
+        """The spec over one run's inputs: prepare, choose, run the plan, pool."""
+        work, prepared, pooling_params = self._work(run, training)
+        outcome = plans.run(plans.choose(self._request(work, single, training)), work)
+        if self.attention_regularizer_weight > 0:  # per head, summed
+            weight = self.attention_regularizer_weight * run.folded
+            self.add_loss(attention_penalty(outcome.softmax, outcome.query_valid, weight))
+        prepared = attrs.evolve(prepared, query=work.query, key=work.key, valid=outcome.query_valid)
+        pooling = self.resolved.pooling
+        output, reported = pooling.pool(
+            pooling_params, outcome.context, outcome.weights, prepared, work.value
+        )
+        output = check_stage(output, self.owner, "the output", pooling)
+        reported = None if reported is None else ops.cast(reported, self.compute_dtype)
+        return Attended(
+            ops.cast(output, self.compute_dtype), reported, outcome.weights, outcome.allowed
+        )
+
+    def _combine(self, done: list[Attended], folded: int, query_mask) -> Attended:
+        """The heads' results as one: outputs projected back (padded query steps zero, as
+        without heads), weights (B, H, ...)."""
+        heads_axis = lambda values: stack_heads(values, folded)  # noqa: E731
+        per_head = heads_axis([d.output for d in done])
+        pooling = self.resolved.pooling
+        output = heads_output(self.heads, self._built.projections, per_head, self.owner, pooling)
+        if query_mask is not None and pooling.aligned:
+            output = zero_padding(output, query_mask)
+        allowed = done[0].allowed
+        if allowed is not None and folded > 1 and allowed.shape[0] not in (1, None):
+            allowed = unfold(allowed, folded)[:, 0]
+        return Attended(
+            output,
+            heads_axis([d.reported for d in done]),
+            heads_axis([d.weights for d in done]),
+            allowed,
+        )
+
+    def _work(self, run: HeadRun, training: bool):
+        """(the plans' :class:`Work`, the pooling's Prepared, the pooling's weights)."""
+        dtype = score_dtype(self.compute_dtype)
+        scorer_params = self._scorer_params if run.scorer_params is None else run.scorer_params
+        pooling_params = self._pooling_params if run.pooling_params is None else run.pooling_params
         # Under a pure float16 policy the variables are float16 too; components see `dtype`.
-        pooling_params = {k: ops.cast(v, dtype) for k, v in self._pooling_params.items()}
-        scorer_params = {k: ops.cast(v, dtype) for k, v in self._scorer_params.items()}
+        pooling_params = {k: ops.cast(v, dtype) for k, v in pooling_params.items()}
+        scorer_params = {k: ops.cast(v, dtype) for k, v in scorer_params.items()}
         resolved = self.resolved
-        prepared = resolved.pooling.prepare(pooling_params, query, key, query_mask)
+        prepared = resolved.pooling.prepare(pooling_params, run.query, run.key, run.query_mask)
         dropout = None
         if training and self.dropout > 0:
             dropout = plans.WeightDropout(self.dropout, self.seed_generator)
@@ -275,22 +286,22 @@ class AttentionLayer(keras.layers.Layer):
             params=scorer_params,
             query=ops.cast(prepared.query, dtype),
             key=ops.cast(prepared.key, dtype),
-            value=ops.cast(value, dtype),
+            value=ops.cast(run.value, dtype),
             positions=prepared.positions,
             query_valid=prepared.valid,
-            key_valid=key_valid,
+            key_valid=run.key_valid,
             activation=self.attention_activation,
             dropout=dropout,
             training=training,
-            owner=self._owner,
+            owner=self.owner,
+            heads=run.folded,
         )
         return work, prepared, pooling_params
 
-    def _request(self, work: plans.Work, inputs, training: bool) -> plans.Request:
+    def _request(self, work: plans.Work, single: bool, training: bool) -> plans.Request:
         # A length is known only when it is a Python int: JAX traces symbolic shapes with
         # jax.export dimension expressions, which refuse inconclusive comparisons.
         tq, tk = static(work.query.shape[1]), static(work.key.shape[1])
-        single = not isinstance(inputs, (list, tuple))
         return plans.Request(
             scorer=work.scorer,
             masks=work.masks,
@@ -334,6 +345,8 @@ class AttentionLayer(keras.layers.Layer):
             attention_regularizer_weight=self.attention_regularizer_weight,
             plan=self.plan,
         )
+        if self.heads is not None:
+            config.update(self.heads.config())
         if self.resolved.plugins:
             config["plugins"] = dict(self.resolved.plugins)
         return config

@@ -101,6 +101,9 @@ class Last(Pooling):
             )
         }
 
+    def output_size(self, query_dim, value_dim):
+        return value_dim if self.units is None else self.units
+
     def prepare(self, params, query, key, query_mask):
         index, _ = _last_valid(query, query_mask)
         h_t = ops.expand_dims(_step(query, index), 1)

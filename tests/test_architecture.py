@@ -17,7 +17,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "attnkit"
 #: Modules that use the core and are never imported by it.
-TOOLS = ("attnkit.cli", "attnkit.explain", "attnkit.bench", "attnkit.inspection", "attnkit.demo")
+TOOLS = (
+    "attnkit.cli",
+    "attnkit.cli_arguments",
+    "attnkit.explain",
+    "attnkit.bench",
+    "attnkit.inspection",
+    "attnkit.demo",
+)
 TOOL_PACKAGES = ("attnkit.viz", "attnkit.conformance")
 #: Longest module, in lines.
 MODULE_LINES = 400

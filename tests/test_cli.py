@@ -230,6 +230,7 @@ EXPLAIN_KEYS = {
     "canonical",
     "length",
     "features",
+    "heads",
     "components",
     "input_shape",
     "weights",

@@ -192,6 +192,7 @@ TABLE = [
         G_SCORER,
     ),
     case("check_pooling_batch_independence", P.BrokenBatchMixPool(), "computed alone", G_POOL),
+    case("check_heads", P.BrokenOutputSize(), "output_size() said 2", P.GoodOutputSize()),
     case(
         "check_pooling_zeroes_padded_queries",
         P.BrokenBiasedSeq(),

@@ -35,6 +35,25 @@ BUILTIN_SPECS = [
 GATE_SPECS = ["dense+gate", "dense(use_bias=false)+gate(shared=true)"]
 
 
+#: Multi-head layers saved and loaded with the built-ins: per-head scorer weights, grouped keys,
+#: every projection option, a many-to-one pooling.
+HEADS_SPECS = [
+    ("additive+local3", {"num_heads": 2, "key_dim": 3}),
+    (
+        "dot(scale=sqrt)+causal",
+        {
+            "num_heads": 4,
+            "key_dim": 2,
+            "num_key_value_heads": 2,
+            "value_dim": 3,
+            "output_shape": 5,
+            "use_bias": False,
+        },
+    ),
+    ("bahdanau+last(units=4)", {"num_heads": 2, "key_dim": 3}),
+]
+
+
 def _model(spec: str, return_attention: bool = False, **options) -> keras.Model:
     tokens = keras.Input((11 if "gate" in spec else None,), dtype="int32")
     hidden = keras.layers.Embedding(30, 8, mask_zero=True)(tokens)
@@ -65,13 +84,14 @@ def test_the_specs_cover_every_builtin():
 
 @pytest.mark.slow
 def test_save_and_load_in_a_fresh_process(tmp_path):
-    """Every built-in spec: .keras saved here loads in a new process (safe_mode, no custom
-    objects, only `import attnkit`) and predicts bit-identical outputs."""
+    """Every built-in spec, and multi-head and grouped-query layers: .keras saved here loads in
+    a new process (safe_mode, no custom objects, only `import attnkit`) and predicts
+    bit-identical outputs."""
     x = _tokens()
     np.save(tmp_path / "x.npy", x)
-    specs = BUILTIN_SPECS + GATE_SPECS
-    for i, spec in enumerate(specs):
-        model = _model(spec, dropout=0.2, seed=7, attention_activation="tanh")
+    specs = [(spec, {}) for spec in BUILTIN_SPECS + GATE_SPECS] + HEADS_SPECS
+    for i, (spec, heads) in enumerate(specs):
+        model = _model(spec, dropout=0.2, seed=7, attention_activation="tanh", **heads)
         model.save(tmp_path / f"m{i}.keras")
         np.save(tmp_path / f"y{i}.npy", model.predict(x, verbose=0))
     script = textwrap.dedent(
@@ -85,7 +105,9 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
             model = keras.models.load_model({str(tmp_path)!r} + f"/m{{i}}.keras", safe_mode=True)
             y = model.predict(x, verbose=0)
             expected = np.load({str(tmp_path)!r} + f"/y{{i}}.npy")
-            out[i] = [model.get_layer("attn").spec, bool(np.array_equal(y, expected))]
+            layer = model.get_layer("attn")
+            heads = None if layer.heads is None else layer.heads.config()
+            out[i] = [layer.spec, bool(np.array_equal(y, expected)), heads]
         print(json.dumps(out))
         """
     )
@@ -98,10 +120,14 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    for i, spec in enumerate(specs):
-        canonical, identical = results[str(i)]
+    for i, (spec, heads) in enumerate(specs):
+        canonical, identical, loaded_heads = results[str(i)]
         assert canonical == attnkit.resolve(spec).canonical
-        assert identical, f"{spec}: outputs differ after loading in a fresh process"
+        assert identical, f"{spec} {heads}: outputs differ after loading in a fresh process"
+        if heads:
+            assert {k: loaded_heads[k] for k in heads} == heads
+        else:
+            assert loaded_heads is None
 
 
 @pytest.mark.parametrize("spec", BUILTIN_SPECS + GATE_SPECS)

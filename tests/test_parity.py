@@ -767,3 +767,173 @@ def test_dense_gate_matches_the_attention_3d_block(single):
     layer(x)
     _transplant_dense(peer, layer, rng)
     assert_close(layer(x), peer.predict(x, verbose=0), "float32")
+
+
+# -- multi-head and grouped-query attention ---------------------------------------------------
+# keras.layers.MultiHeadAttention and GroupQueryAttention, transplanted into
+# AttentionLayer("dot(scale=sqrt)...", num_heads=...). The peers are called with
+# return_attention_scores=True so that their weights are compared too (that call takes their
+# einsum path; the fused one computes the same formula). Keras gives a query that sees no key
+# (padded, or before every visible key) a uniform row where attnkit gives zeros: rows are
+# compared where the query is valid and sees a key.
+
+HB, HT, HTK, HD, HEADS, HEAD_DIM = 2, 7, 6, 10, 3, 4
+
+
+def _head_inputs(cross: bool, rng):
+    query = _normal(rng, HB, HT, HD)
+    if not cross:
+        return query, query, query
+    return query, _normal(rng, HB, HTK, HD + 2), _normal(rng, HB, HTK, HD - 3)
+
+
+def _transplant_heads(layer, peer) -> None:
+    """The peer's ``query/kernel``, ..., ``attention_output/bias`` into the layer's
+    ``query_kernel``, ..., ``output_bias``."""
+    theirs = {
+        "_".join(w.path.split("/")[-2:]).replace("attention_output", "output"): w
+        for w in peer.weights
+    }
+    mine = _ak_weights(layer)
+    assert sorted(mine) == sorted(theirs)
+    for name, weight in mine.items():
+        weight.assign(theirs[name])
+
+
+def _seen_rows(allowed, query_valid):
+    """(B, Tq) rows that count: valid queries that see at least one key."""
+    return allowed.any(-1) & query_valid
+
+
+HEAD_CASES = {
+    # id: (peer kwargs, peer call kwargs, spec, attnkit kwargs, cross, padded)
+    "self": ({}, {}, "dot(scale=sqrt)", {}, False, False),
+    "causal": ({}, {"use_causal_mask": True}, "dot(scale=sqrt)+causal", {}, False, False),
+    "sliding": ({"sliding_window": 2}, {}, "dot(scale=sqrt)+local3", {}, False, False),
+    "sliding_causal": (
+        {"sliding_window": 3},
+        {"use_causal_mask": True},
+        "dot(scale=sqrt)+causal3",
+        {},
+        False,
+        False,
+    ),
+    "padded_causal": ({}, {"use_causal_mask": True}, "dot(scale=sqrt)+causal", {}, False, True),
+    "cross_padded": ({}, {}, "dot(scale=sqrt)", {}, True, True),
+    "no_bias": ({"use_bias": False}, {}, "dot(scale=sqrt)", {"use_bias": False}, True, False),
+}
+MHA_ONLY = {
+    "value_dim_output_shape": (
+        {"value_dim": 5, "output_shape": 6},
+        {"use_causal_mask": True},
+        "dot(scale=sqrt)+causal",
+        {"value_dim": 5, "output_shape": 6},
+        True,
+        True,
+    ),
+}
+
+
+def _head_pair(peer_name, case, rng):
+    peer_kwargs, call_kwargs, spec, kwargs, cross, padded = case
+    query, value, key = _head_inputs(cross, rng)
+    if peer_name == "mha":
+        peer = keras.layers.MultiHeadAttention(HEADS, HEAD_DIM, **peer_kwargs)
+        heads = {"num_heads": HEADS, "key_dim": HEAD_DIM}
+    else:
+        peer = keras.layers.GroupQueryAttention(HEAD_DIM, HEADS * 2, HEADS, **peer_kwargs)
+        heads = {"num_heads": HEADS * 2, "key_dim": HEAD_DIM, "num_key_value_heads": HEADS}
+    query_valid = _lengths_mask([HT, HT - 2], HT) if padded else np.ones((HB, HT), bool)
+    tk = value.shape[1]
+    key_valid = _lengths_mask([tk - 3, tk], tk) if padded else np.ones((HB, tk), bool)
+    if not cross:  # self-attention: one tensor, one padding
+        key_valid = query_valid
+    peer_call = dict(call_kwargs, return_attention_scores=True)
+    if padded:
+        peer_call.update(query_mask=query_valid, value_mask=key_valid)
+    peer(query, value, key, **peer_call)  # builds it
+    _randomize(peer, rng)  # biases too: none stays zero
+    expected, expected_weights = peer(query, value, key, **peer_call)
+    layer = AttentionLayer(spec, return_attention=True, **heads, **kwargs)
+    inputs = [query, value, key] if cross else query
+    mask = [query_valid, key_valid] if padded and cross else (query_valid if padded else None)
+    layer.build([np.shape(t) for t in inputs] if cross else query.shape)
+    _transplant_heads(layer, peer)
+    output, weights = layer(inputs, mask=mask)
+    layer.return_attention = False  # every plan, the kernel plan's heads axis included
+    outputs = {}
+    for plan in ("banded", "chunked", "kernel"):
+        layer.plan = plan
+        outputs[layer.choice(inputs, mask=mask).plan] = layer(inputs, mask=mask)
+    return (output, weights, outputs), (expected, expected_weights), (query_valid, key_valid, tk)
+
+
+def _band(spec: str, tq: int, tk: int) -> np.ndarray:
+    i, j = np.arange(tq)[:, None], np.arange(tk)[None, :]
+    allowed = np.ones((tq, tk), bool)
+    if "causal" in spec:
+        allowed &= j <= i
+    if "local3" in spec:
+        allowed &= np.abs(i - j) <= 1
+    if "causal3" in spec:
+        allowed &= i - j < 3
+    return allowed
+
+
+def _check_head_parity(peer_name, case, salt):
+    (output, weights, outputs), (expected, expected_weights), (q_valid, k_valid, tk) = _head_pair(
+        peer_name, case, _rng(salt)
+    )
+    allowed = _band(case[2], HT, tk)[None] & k_valid[:, None, :]
+    rows = _seen_rows(allowed, q_valid)
+    assert rows.sum() >= HB * HT - 4  # the comparison covers most rows
+    assert_close(_np(output)[rows], _np(expected)[rows])
+    got, want = _np(weights), _np(expected_weights)  # (B, H, Tq, Tk)
+    assert got.shape == want.shape
+    assert_close(got.transpose(0, 2, 1, 3)[rows], want.transpose(0, 2, 1, 3)[rows])
+    np.testing.assert_array_equal(got.transpose(0, 2, 1, 3)[~rows], 0.0)
+    assert "chunked" in outputs
+    for planned in outputs.values():
+        assert_close(_np(planned)[rows], _np(expected)[rows])
+
+
+@pytest.mark.parametrize("case", [*HEAD_CASES, *MHA_ONLY])
+def test_multi_head_matches_keras_multi_head_attention(case):
+    _check_head_parity("mha", {**HEAD_CASES, **MHA_ONLY}[case], salt=31)
+
+
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+def test_grouped_query_matches_keras_group_query_attention(case):
+    _check_head_parity("gqa", HEAD_CASES[case], salt=37)
+
+
+def _multi_head_reference(query, value, key, weights, allowed, group=1):
+    """float64 NumPy: ``sum_h softmax(q_h k_g^T / sqrt(dk), allowed) v_g Wo[h] + bo``."""
+    w = {name: np.asarray(t, np.float64) for name, t in weights.items()}
+    q = np.einsum("btd,dhk->bthk", query, w["query_kernel"]) + w["query_bias"]
+    k = np.einsum("btd,dhk->bthk", key, w["key_kernel"]) + w["key_bias"]
+    v = np.einsum("btd,dhk->bthk", value, w["value_kernel"]) + w["value_bias"]
+    k, v = np.repeat(k, group, axis=2), np.repeat(v, group, axis=2)
+    scores = np.einsum("bqhk,bthk->bhqt", q, k) / np.sqrt(q.shape[-1])
+    scores = np.where(allowed[:, None], scores, -np.inf)
+    a = np.exp(scores - scores.max(-1, keepdims=True))
+    a /= a.sum(-1, keepdims=True)
+    context = np.einsum("bhqt,bthv->bqhv", a, v)
+    return np.einsum("bqhv,hvo->bqo", context, w["output_kernel"]) + w["output_bias"]
+
+
+@pytest.mark.parametrize("kv_heads", [3, 1], ids=["multi_head", "grouped"])
+def test_multi_head_dot_matches_its_float64_formula(kv_heads):
+    rng = _rng(41)
+    query, value, key = (np.asarray(t, np.float64) for t in _head_inputs(True, rng))
+    layer = AttentionLayer(
+        "dot(scale=sqrt)+causal", num_heads=3, key_dim=HEAD_DIM, num_key_value_heads=kv_heads
+    )
+    inputs = [t.astype("float32") for t in (query, value, key)]
+    layer.build([t.shape for t in inputs])
+    _randomize(layer, rng)
+    got = _np(layer(inputs))
+    allowed = np.broadcast_to(_band("causal", HT, HTK), (HB, HT, HTK))
+    weights = {name: _np(w) for name, w in _ak_weights(layer).items()}
+    expected = _multi_head_reference(query, value, key, weights, allowed, group=3 // kv_heads)
+    assert_close(got, expected)

@@ -10,6 +10,7 @@ import attrs
 
 from attnkit.components import Component, Mask, Pooling, Scorer
 from attnkit.conformance import checks_api as _api
+from attnkit.conformance import checks_heads as _heads
 from attnkit.conformance import checks_layer as _layer
 from attnkit.conformance import checks_mask as _mask
 from attnkit.conformance import checks_model as _model
@@ -57,6 +58,7 @@ CHECKS: tuple[Callable[[Subject, str], None], ...] = (
     _layer.check_window_respected,
     _layer.check_padding_invariance,
     _model.check_plans_agree,
+    _heads.check_heads,
     _model.check_gradients,
     _numerics.check_gradients_match_finite_differences,
     _model.check_training_lowers_loss,

@@ -49,7 +49,10 @@ def kernel_form(scorer, masks, pooling, same_length: bool) -> str | None:
 
 
 def kernel(work: Work) -> Outcome:
-    """Context (B, Tq, Dv) ``softmax(scale * q k^T, masked) v`` with one head.
+    """Context (B, Tq, Dv) ``softmax(scale * q k^T, masked) v``.
+
+    Heads folded into the batch (``work.heads`` > 1) are unfolded into the kernel's heads axis,
+    (B, T, H, D), so that the backend's fused and flash kernels see them as heads.
 
     Kernels give a row that sees no key a uniform average (torch, JAX) rather than zeros, and
     padding plus a causal mask can hide every key from the first rows, so rows with nothing
@@ -67,7 +70,8 @@ def kernel(work: Work) -> Outcome:
         query, key = (_pad_features(t, width) for t in (query, key))
     elif width < query.shape[-1]:
         value = _pad_features(value, query.shape[-1])
-    q, k, v = (ops.expand_dims(t, 2) for t in (query, key, value))
+    heads = work.heads
+    q, k, v = (_heads_axis(t, heads) for t in (query, key, value))
     mask = keep = None
     if work.key_valid is not None:
         # Padding and causality in one boolean mask: (B, 1, Tk), or (B, Tq, Tk) when causal.
@@ -75,7 +79,7 @@ def kernel(work: Work) -> Outcome:
         k_idx = ops.reshape(ops.arange(ops.shape(key)[1], dtype="int32"), (1, 1, -1))
         allowed = visible(work.masks, q_idx, k_idx, ops.expand_dims(work.key_valid, 1))
         keep = ops.any(allowed, axis=-1)  # (B, Tq or 1)
-        mask, causal = ops.expand_dims(allowed, 1), False
+        mask, causal = _heads_first(allowed, heads), False
     if work.query_valid is not None:
         keep = work.query_valid if keep is None else ops.logical_and(keep, work.query_valid)
     context = ops.dot_product_attention(
@@ -87,7 +91,7 @@ def kernel(work: Work) -> Outcome:
         is_causal=causal,
         flash_attention=flash_attention_argument(),
     )
-    context = context[:, :, 0, :width]
+    context = _fold_heads(context, heads)[:, :, :width]
     if keep is not None:
         context = ops.where(ops.expand_dims(keep, -1), context, ops.zeros_like(context))
     return Outcome(context, query_valid=work.query_valid)
@@ -95,3 +99,20 @@ def kernel(work: Work) -> Outcome:
 
 def _pad_features(tensor, width: int):
     return ops.pad(tensor, [(0, 0), (0, 0), (0, width - tensor.shape[-1])])
+
+
+def _heads_axis(tensor, heads: int):
+    """(B H, T, D) -> (B, T, H, D)."""
+    steps, depth = ops.shape(tensor)[1], tensor.shape[-1]
+    return ops.transpose(ops.reshape(tensor, (-1, heads, steps, depth)), (0, 2, 1, 3))
+
+
+def _heads_first(allowed, heads: int):
+    """Boolean (B H, Tq or 1, Tk) -> (B, H, Tq or 1, Tk)."""
+    return ops.reshape(allowed, (-1, heads, *ops.shape(allowed)[1:]))
+
+
+def _fold_heads(context, heads: int):
+    """(B, Tq, H, D) -> (B H, Tq, D)."""
+    steps, depth = ops.shape(context)[1], context.shape[-1]
+    return ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (-1, steps, depth))

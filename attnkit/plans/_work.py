@@ -30,6 +30,8 @@ class Work:
         dropout: a :class:`attnkit.plans.WeightDropout` while training with dropout, else None.
         training: a training step (the plans keep or recompute intermediates by it).
         owner: names the layer in messages, e.g. ``"layer 'att' ('dot+causal')"``.
+        heads: how many heads are folded into the batch axis (B = samples x heads,
+            sample-major); the kernel plan hands them to the backend as its heads axis.
     """
 
     scorer: Any
@@ -46,6 +48,7 @@ class Work:
     dropout: Any = None
     training: bool = False
     owner: str = "attention"
+    heads: int = 1
 
     @property
     def pair_width(self) -> int:

@@ -22,7 +22,10 @@ SPECS = [
     "gaussian+causal",
     "dot+weighted",
     "cosine",  # a third-party scorer: the attnkit-cosine plugin
+    "additive+causal heads=2",  # multi-head: per-head scorer weights and projections
 ]
+#: The spec whose uneven batches are compared with plain Keras' (Keras decides those).
+UNEVEN = "additive+local3"
 STEPS, FEATURES = 8, 6
 
 
@@ -40,9 +43,11 @@ def _model(spec):
 
     import attnkit
 
+    spec, _, heads = spec.partition(" heads=")
+    options = {"num_heads": int(heads), "key_dim": 3} if heads else {}
     inputs = keras.Input((STEPS, FEATURES))
     hidden = keras.layers.Dense(FEATURES)(inputs)
-    out = attnkit.AttentionLayer(spec)(hidden)
+    out = attnkit.AttentionLayer(spec, **options)(hidden)
     if len(out.shape) == 3:
         out = keras.layers.GlobalAveragePooling1D()(out)
     return keras.Model(inputs, keras.layers.Dense(1)(out))
@@ -118,9 +123,9 @@ def mirrored(folder):
             "loss_single": loss_1,
             "loss_mirrored": loss_2,
             "weights_diff": _max_diff(weights_1, weights_2),
-            "uneven": _uneven(strategy, lambda spec=spec: _model(spec), x, y, 3),
-            "empty_replica": _uneven(strategy, lambda spec=spec: _model(spec), x, y, 1),
         }
+    report["uneven"] = _uneven(strategy, lambda: _model(UNEVEN), x, y, 3)
+    report["empty_replica"] = _uneven(strategy, lambda: _model(UNEVEN), x, y, 1)
     report["uneven_plain_keras"] = _uneven(strategy, _plain_model, x, y, 3)
     report["empty_replica_plain_keras"] = _uneven(strategy, _plain_model, x, y, 1)
     # mixed_float16 with loss scaling (Keras wraps the optimizer in a LossScaleOptimizer).

@@ -23,6 +23,7 @@ __all__ = [
     "BrokenLateFuture",
     "BrokenKeyCount",
     "BrokenLateLeak",
+    "BrokenOutputSize",
     "BrokenOverflow",
     "BrokenPowerPool",
     "BrokenSizeDependent",
@@ -31,6 +32,7 @@ __all__ = [
     "BrokenWindowGradient",
     "GoodDotScale",
     "GoodKernelCausal",
+    "GoodOutputSize",
 ]
 
 
@@ -329,6 +331,34 @@ class GoodDotScale(Scorer):
 
 
 #: Every planted defect, by its spec name.
+@attrs.frozen
+class BrokenOutputSize(Pooling):
+    """``seq`` projected to 5 features, without saying so in ``output_size()``: right alone,
+    where nothing asks for the size, wrong under heads, whose output projection is built from
+    it. Caught by check_heads."""
+
+    name = "planted_output_size"
+
+    def build(self, layer, query_dim, value_dim):
+        return {"w_o": layer.add_weight(name="w_o", shape=(value_dim, 5))}
+
+    def prepare(self, params, query, key, query_mask):
+        return _seq_prepare(query, key, query_mask)
+
+    def pool(self, params, context, weights, prepared, value):
+        return ops.matmul(context, params["w_o"]), weights
+
+
+@attrs.frozen
+class GoodOutputSize(BrokenOutputSize):
+    """The same projection, declared."""
+
+    name = "planted_output_size_declared"
+
+    def output_size(self, query_dim, value_dim):
+        return 5
+
+
 PLANTED = {
     cls.name: cls
     for cls in (
@@ -346,5 +376,6 @@ PLANTED = {
         BrokenBatchMixPool,
         BrokenBiasedSeq,
         BrokenPowerPool,
+        BrokenOutputSize,
     )
 }
