@@ -86,7 +86,7 @@ TABLE = [
             reason="Keras' torch backend traces a None length with a concrete size",
         ),
     ),
-    case("check_plans_agree", B.BrokenBand(), "the banded plan differs from the dense", G_MASK),
+    case("check_plans_agree", B.BrokenBand(), "the banded plan", G_MASK),
     # -- in a layer -----------------------------------------------------------------------------
     case(
         "check_weights_only_in_build",
