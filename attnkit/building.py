@@ -74,5 +74,5 @@ def build(layer, input_shape, host: Callable[..., Any]) -> Built:
     if heads is not None:
         dims = (query_shape[-1], key_shape[-1], value_shape[-1])
         size = pooling.output_size(heads.key_dim, heads.value_dim)
-        projections = build_projections(host("", None), heads, dims, size)
+        projections = build_projections(host("", None), heads, dims, size, pooling.reads_query)
     return Built(pooling_params, scorer_params, projections, frozenset(per_head))

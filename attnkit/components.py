@@ -285,6 +285,10 @@ class Pooling(Component):
     #: Whether query i is input step i (positions 0..Tq-1) and the output is the context
     #: itself, as for ``seq``: then a fused attention kernel can stand in for the plans.
     aligned: ClassVar[bool] = False
+    #: False if :meth:`prepare` asks with a query of its own (a learned vector, as
+    #: ``weighted``) and reads only the query input's shape and padding: with heads, the query
+    #: input then gets no projection.
+    reads_query: ClassVar[bool] = True
 
     def dims(self, query_shape: tuple, key_shape: tuple) -> tuple[int, int]:
         """(query_dim, key_dim) the scorer will see, from the input shapes."""

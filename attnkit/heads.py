@@ -12,6 +12,11 @@ For query (B, Tq, Dq), value (B, Tk, Dv) and key (B, Tk, Dk)::
                              (B, Tq, p) for seq, (B, p) many-to-one, p the pooling's size
     output = sum_h o_h @ Wo[h] + bo      Wo (H, p, Dout), bo (Dout,); Dout = output_shape or Dq
 
+A pooling that asks with a query of its own (``weighted``: a learned vector per head) reads only
+the query input's shape and padding, so the query gets no projection. ``last(units)`` asks with
+each head's projected last step and returns ``units`` features per head
+(:meth:`Pooling.output_size`), which Wo projects back.
+
 A component's weights get a leading head axis (``scorer_w_q``: (H, dk, units)), each head's
 slice initialised as one head's; a component written for one head runs unchanged, with its own
 weights per head. Where the spec has no weights at all, the heads are folded into the batch
@@ -154,9 +159,12 @@ def _output_dim(output_shape) -> int | None:
     return int(output_shape)
 
 
-def build_projections(layer, heads: Heads, dims: tuple[int, int, int], size: int) -> dict:
+def build_projections(
+    layer, heads: Heads, dims: tuple[int, int, int], size: int, query: bool = True
+) -> dict:
     """The projection weights on ``layer`` for query, key and value features ``dims`` (Dq, Dk,
-    Dv) and the pooling's per-head output ``size``: shaped as MultiHeadAttention's."""
+    Dv) and the pooling's per-head output ``size``: shaped as MultiHeadAttention's. Without
+    ``query`` (a pooling that asks with its own query) the query gets no projection."""
     dq, dk, dv = dims
     shapes = {
         "query": ((dq, heads.num_heads, heads.key_dim), (heads.num_heads, heads.key_dim)),
@@ -164,6 +172,8 @@ def build_projections(layer, heads: Heads, dims: tuple[int, int, int], size: int
         "value": ((dv, heads.kv_heads, heads.value_dim), (heads.kv_heads, heads.value_dim)),
         "output": ((heads.num_heads, size, heads.output_dim or dq), (heads.output_dim or dq,)),
     }
+    if not query:
+        del shapes["query"]
     weights = {}
     for role, (kernel, bias) in shapes.items():
         weights[f"{role}_kernel"] = layer.add_weight(
@@ -205,7 +215,10 @@ def head_runs(heads: Heads, built, sides) -> list[HeadRun]:
     components' per-head weights, or one over every head folded into the batch when the
     components have no weights."""
     weights = built.projections
-    q = _project(sides.query, weights, "query")
+    if "query_kernel" in weights:
+        q = _project(sides.query, weights, "query")
+    else:  # the pooling asks with its own query: only the input's shape and padding count
+        q = ops.repeat(ops.expand_dims(sides.query, 2), heads.num_heads, axis=2)
     k = _project(sides.key, weights, "key")
     v = _project(sides.value, weights, "value")
     if heads.group > 1:  # grouped-query: each key and value head serves `group` query heads

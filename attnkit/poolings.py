@@ -130,6 +130,7 @@ class Weighted(Pooling):
 
     name = "weighted"
     many_to_one = True
+    reads_query = False
 
     def build(self, layer, query_dim, value_dim):
         return {"query": layer.add_weight(name="query", shape=(query_dim,), initializer="uniform")}

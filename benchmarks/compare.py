@@ -25,6 +25,8 @@ import json
 import os
 import sys
 
+import attrs
+
 #: (row label, attnkit layer, peer layer or None); ratios are attnkit / peer.
 PAIRS = [
     ("dot", "attnkit:dot", "keras:dot"),
@@ -42,19 +44,43 @@ PAIRS = [
     ("dot causal flash", "attnkit:dot+causal", "keras:flash-causal"),
 ]
 
+#: Multi-head rows, against keras.layers.MultiHeadAttention: (label, attnkit, peer, lengths), at
+#: HEAD_SHAPE; ``{h}`` is the heads (8 of 64). ``local15`` is MHA's sliding_window=8.
+HEAD_ROWS = [
+    ("MHA dot", "attnkit:dot(scale=sqrt)/{h}", "keras:mha-{h}", (1024,)),
+    ("MHA dot causal", "attnkit:dot(scale=sqrt)+causal/{h}", "keras:mha-{h}-causal", (4096,)),
+    (
+        "MHA dot local15",
+        "attnkit:dot(scale=sqrt)+local15/{h}",
+        "keras:mha-{h}-sliding8",
+        (1024, 4096, 16384),
+    ),
+    ("MHA additive", "attnkit:additive/{h}", None, (2048,)),
+    ("MHA dot kernel/flash", "attnkit:dot(scale=sqrt)@kernel/{h}", "keras:mha-{h}-flash", (1024,)),
+]
+#: batch, features, heads of the multi-head rows (--tiny: 2, 16, 2x8 at T=32).
+HEAD_SHAPE = (8, 512, "8x64")
+#: MultiHeadAttention holds (B, H, T, T) scores: past this length they alone would need more
+#: memory than a benchmark machine has (16 GiB at T=8192), so its rows stop here.
+MHA_MAX_STEPS = 4096
+#: Backends whose MultiHeadAttention has a flash path (TensorFlow's has none).
+FLASH_BACKENDS = ("jax", "torch")
+
 #: Peers that need a GPU and half precision (flash kernels take float16 and bfloat16 only):
 #: elsewhere their rows are left out.
 FLASH = {"keras:flash", "keras:flash-causal"}
 
 
-def measure(layer, steps, mode, args) -> dict:
-    """One worker process (``benchmarks/worker.py``): time and peak memory, or ``error``."""
+def measure(layer, steps, mode, args, shape=None) -> dict:
+    """One worker process (``benchmarks/worker.py``): time and peak memory, or ``error``;
+    ``shape`` is (batch, features), by default the command line's."""
+    batch, features = shape or (args.batch, args.features)
     job = dict(
         layer=layer,
         steps=steps,
         mode=mode,
-        batch=args.batch,
-        features=args.features,
+        batch=batch,
+        features=features,
         dtype=args.dtype,
         warmup=args.warmup,
         repeats=args.repeats,
@@ -174,38 +200,84 @@ def main(argv=None) -> int:
     )
     print(header)
     print("-" * len(header))
-    rows, notes, seen = [], [], {}
+    rows, notes = [], []
     flash = device == "gpu" and "16" in args.dtype  # flash kernels take half precision only
     for steps in args.lengths:
         baselines = {mode: measure("baseline", steps, mode, args) for mode in args.modes}
+        seen = {}  # attnkit's dot faces three peers: measured once, shown in each row
         for label, ours, peer in PAIRS:
             if args.only not in label or (peer in FLASH and not flash):
                 continue
             for mode in args.modes:
-                base = baselines[mode].get("memory", 0)
-                # attnkit's dot faces three peers: measured once, shown in each row
-                if ours and (ours, steps, mode) not in seen:
-                    seen[ours, steps, mode] = measure(ours, steps, mode, args)
-                mine = seen.get((ours, steps, mode))
+                if ours and (ours, mode) not in seen:
+                    seen[ours, mode] = measure(ours, steps, mode, args)
+                mine = seen.get((ours, mode))
                 theirs = None if args.no_peers or peer is None else measure(peer, steps, mode, args)
-                for who, result in (("attnkit", mine), (peer, theirs)):
-                    if result and "error" in result:
-                        notes.append(f"{label} T={steps} {mode}, {who}: {result['error']}")
                 note = ""
                 if label == "dot" and mode == "fwd" and _ok(mine) and gflops == gflops:
                     flops = 4 * args.batch * steps * steps * args.features
                     note = f"{flops / mine['seconds'] / 1e9 / gflops:.0%} of matmul peak"
-                print(
-                    f"{label:<26} {steps:>6} {mode:<5} {_fmt_time(mine):>11} "
-                    f"{_fmt_time(theirs):>11} {_ratio(mine, theirs):>12} "
-                    f"{_fmt_mem(mine, base):>11} {_fmt_mem(theirs, base):>9}  {note}",
-                    flush=True,
-                )
-                rows.append({"label": label, "steps": steps, "mode": mode, "attnkit": mine})
+                row = _Row(label, steps, mode, mine, theirs, baselines[mode].get("memory", 0))
+                rows.append(_print_row(row, peer, note, notes))
+    rows += _heads_table(args, notes)
     if notes:
         print("\nnot measured:", *notes, sep="\n  ")
-    failed = [r for r in rows if r["attnkit"] and "error" in r["attnkit"]]
+    failed = [r for r in rows if r.mine and "error" in r.mine]
     return 1 if failed else 0
+
+
+@attrs.frozen
+class _Row:
+    label: str
+    steps: int
+    mode: str
+    mine: dict | None
+    theirs: dict | None
+    baseline: int
+
+
+def _print_row(row: _Row, peer: str | None, note: str, notes: list) -> _Row:
+    for who, result in (("attnkit", row.mine), (peer, row.theirs)):
+        if result and "error" in result:
+            notes.append(f"{row.label} T={row.steps} {row.mode}, {who}: {result['error']}")
+    print(
+        f"{row.label:<26} {row.steps:>6} {row.mode:<5} {_fmt_time(row.mine):>11} "
+        f"{_fmt_time(row.theirs):>11} {_ratio(row.mine, row.theirs):>12} "
+        f"{_fmt_mem(row.mine, row.baseline):>11} {_fmt_mem(row.theirs, row.baseline):>9}  {note}",
+        flush=True,
+    )
+    return row
+
+
+def _heads_table(args, notes: list) -> list[_Row]:
+    """The multi-head rows against keras.layers.MultiHeadAttention, at HEAD_SHAPE."""
+    batch, features, heads = (2, 16, "2x8") if args.tiny else HEAD_SHAPE
+    chosen = [r for r in HEAD_ROWS if args.only in r[0]]
+    if not chosen:
+        return []
+    print(f"\nmulti-head: batch {batch}, {features} features, {heads} heads (H x key_dim)")
+    rows = []
+    for label, ours, peer, lengths in chosen:
+        if peer and "flash" in peer and args.backend not in FLASH_BACKENDS:
+            notes.append(f"{label}: {args.backend}'s MultiHeadAttention has no flash path")
+            continue
+        for steps in [32] if args.tiny else lengths:
+            for mode in args.modes:
+                shape = (batch, features)
+                base = measure("baseline", steps, mode, args, shape).get("memory", 0)
+                mine = measure(ours.format(h=heads), steps, mode, args, shape)
+                theirs = None
+                if peer and not args.no_peers and steps <= MHA_MAX_STEPS:
+                    theirs = measure(peer.format(h=heads), steps, mode, args, shape)
+                elif peer and not args.no_peers:
+                    notes.append(
+                        f"{label} T={steps}: MultiHeadAttention not run (its scores "
+                        f"alone: {batch * 8 * steps**2 * 4 / 2**30:.0f} GiB)"
+                    )
+                rows.append(
+                    _print_row(_Row(label, steps, mode, mine, theirs, base), peer, "", notes)
+                )
+    return rows
 
 
 if __name__ == "__main__":

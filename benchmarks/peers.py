@@ -57,14 +57,53 @@ class DotProductAttention(keras.layers.Layer):
         return ops.squeeze(context, 2)
 
 
+class _KerasMultiHead(keras.layers.Layer):
+    """keras.layers.MultiHeadAttention as self-attention (query = value = key = x)."""
+
+    def __init__(self, inner, causal=False, **kwargs):
+        super().__init__(**kwargs)
+        self.inner, self.causal = inner, causal
+
+    def call(self, x):
+        return self.inner(x, x, use_causal_mask=self.causal)
+
+
+def _multi_head(arg: str):
+    """``mha-8x64`` (8 heads of 64), with ``-causal``, ``-sliding8`` (sliding_window=8, which
+    is attnkit's local15) and ``-flash`` (its flash path demanded)."""
+    parts = arg.split("-")
+    heads, key_dim = (int(n) for n in parts[1].split("x"))
+    options = {}
+    for part in parts[2:]:
+        if part.startswith("sliding"):
+            options["sliding_window"] = int(part[len("sliding") :])
+        elif part == "flash":
+            options["flash_attention"] = True
+    inner = keras.layers.MultiHeadAttention(heads, key_dim, **options)
+    return _KerasMultiHead(inner, causal="causal" in parts)
+
+
+def _attnkit(arg: str):
+    """``SPEC``, ``SPEC@PLAN``, ``SPEC/8x64`` (8 heads of 64) or ``SPEC@PLAN/8x64``."""
+    import attnkit
+
+    arg, _, heads = arg.partition("/")
+    spec, _, plan = arg.partition("@")
+    options = {}
+    if heads:
+        num_heads, key_dim = (int(n) for n in heads.split("x"))
+        options = {"num_heads": num_heads, "key_dim": key_dim}
+    return attnkit.AttentionLayer(spec, plan=plan or "auto", **options)
+
+
 def build(name: str):
-    """A layer from a benchmark name: ``attnkit:SPEC``, ``keras:dot``, ``ksa:additive15``..."""
+    """A layer from a benchmark name: ``attnkit:SPEC``, ``keras:dot``, ``keras:mha-8x64``,
+    ``ksa:additive15``..."""
     kind, _, arg = name.partition(":")
     if kind == "attnkit":
-        import attnkit
-
-        spec, _, plan = arg.partition("@")
-        return attnkit.AttentionLayer(spec, plan=plan or "auto")
+        return _attnkit(arg)
+    if kind == "keras" and arg.startswith("mha-"):
+        return _multi_head(arg)
     if kind == "keras":
         if arg == "dot":
             return _KerasSelf(keras.layers.Attention())

@@ -73,3 +73,11 @@ def test_seq2seq(tmp_path):
     results = run("seq2seq", tmp_path)
     assert results["accuracy"] > 0.8  # chance: 1/10
     assert results["anti_diagonal"] > 0.6  # uniform: about 1/7
+
+
+def test_transformer_classifier(tmp_path):
+    results = run("transformer_classifier", tmp_path)
+    assert results["accuracy"] > 0.9  # chance: 1/8
+    assert results["reads_next"] > 0.45  # uniform over the 3 keys of local3: 1/3
+    assert results["on_marker"] > 0.6  # uniform: about 1/13
+    assert (tmp_path / "transformer_encoder_heads.png").stat().st_size > 1_000

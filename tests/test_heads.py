@@ -199,12 +199,16 @@ def test_dropout_draws_for_each_head_apart():
     assert_close(numpy(inference), numpy(again))
 
 
-def test_every_weight_gets_a_gradient():
+@pytest.mark.parametrize("spec", ["bahdanau+causal", "general+weighted", "dot+last(units=4)"])
+def test_every_weight_gets_a_gradient(spec):
+    """``weighted`` asks with its own query per head, so the query gets no projection."""
     from support.autodiff import layer_grads
 
-    layer = AttentionLayer("bahdanau+causal", num_heads=2, key_dim=3, num_key_value_heads=1)
+    layer = AttentionLayer(spec, num_heads=2, key_dim=3, num_key_value_heads=1)
     layer.build((None, T, D))
     _, grads = layer_grads(layer, [_x()], _mask())
+    names = {w.path.rsplit("/", 1)[-1] for w in layer.weights}
+    assert ("query_kernel" in names) == ("weighted" not in spec)
     assert len(grads) == 1 + len(layer.trainable_weights)
     for grad in grads:
         assert grad is not None and np.isfinite(grad).all() and np.abs(grad).max() > 0

@@ -119,13 +119,16 @@ def _project(x, weights, role: str):
 def _per_head(subject: Subject, resolved, layer, x, mask):
     """(output, weights (B, H, ...)) of the spec run per head by single-head layers."""
     weights, heads = _weights(layer), layer.heads
-    q, k, v = (_project(x, weights, role) for role in ("query", "key", "value"))
+    k, v = (_project(x, weights, role) for role in ("key", "value"))
+    # A pooling that asks with its own query reads only the query's shape and padding.
+    q = _project(x, weights, "query") if "query_kernel" in weights else k
     per_head = layer._built.per_head  # the weights holding a head axis
     outputs, attention = [], []
     single = _single_head(resolved, return_attention=True, plan="dense")
     for h in range(heads.num_heads):
         g = h // heads.group
-        inputs = [t.astype("float32") for t in (q[:, :, h], v[:, :, g], k[:, :, g])]
+        query = q[:, :, h] if "query_kernel" in weights else k[:, :, g]
+        inputs = [t.astype("float32") for t in (query, v[:, :, g], k[:, :, g])]
         if not single.built:
             single.build([t.shape for t in inputs])
         for weight in single.weights:  # one layer, holding each head's weights in turn

@@ -128,7 +128,7 @@ def check_mixed_bfloat16(subject: Subject, device: str) -> None:
 
 def check_gradients_match_finite_differences(subject: Subject, device: str) -> None:
     """The gradients with respect to the query, the key, the value and every weight match
-    central finite differences along random directions: in float64 (step 1e-5, rtol 1e-5)
+    central finite differences along random unit directions: in float64 (step 1e-5, rtol 1e-5)
     where Keras computes float64, else in float32 (step 1e-2, rtol 3e-2). Weightless
     components (masks, ``dot``) are held to their input gradients."""
     dtype = "float64" if has_float64() else "float32"
@@ -160,7 +160,10 @@ def check_gradients_match_finite_differences(subject: Subject, device: str) -> N
     names += [f"weight {w.path.rsplit('/', 1)[-1]}" for w in weights]
     for i, (name, grad) in enumerate(zip(names, [*g_in, *g_w], strict=True)):
         base = inputs[i] if i < len(inputs) else numpy(weights[i - len(inputs)])
-        direction = rng.normal(size=np.shape(base)).astype(dtype)
+        # A unit direction: the step then moves the point by `step` whatever the tensor's
+        # size, so the differences' truncation error does not grow with it.
+        direction = rng.normal(size=np.shape(base))
+        direction = (direction / np.linalg.norm(direction)).astype(dtype)
         analytic = float(np.sum((0.0 if grad is None else grad) * direction))
         numeric = _central_difference(layer, inputs, masks, coefficients, i, direction, step)
         scale = max(abs(analytic), abs(numeric), 1e-3 if dtype == "float64" else 1e-2)

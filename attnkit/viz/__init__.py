@@ -10,7 +10,8 @@ no global figure list to close, safe on servers and in threads.
 
 from __future__ import annotations
 
+from attnkit.viz._heads import heads
 from attnkit.viz._history import AttentionHistory
 from attnkit.viz._plots import SUFFIXES, compare, heatmap, save, vector
 
-__all__ = ["SUFFIXES", "AttentionHistory", "compare", "heatmap", "save", "vector"]
+__all__ = ["SUFFIXES", "AttentionHistory", "compare", "heads", "heatmap", "save", "vector"]
