@@ -264,8 +264,10 @@ def stack_heads(values: list, folded: int):
 
 
 def unfold(t, heads: int):
-    """(B H, ...) -> (B, H, ...)."""
-    return ops.reshape(t, (-1, heads, *tuple(t.shape[1:])))
+    """(B H, ...) -> (B, H, ...); a dimension unknown while tracing is read at run time."""
+    dynamic = ops.shape(t)
+    rest = tuple(d if d is not None else dynamic[i + 1] for i, d in enumerate(t.shape[1:]))
+    return ops.reshape(t, (-1, heads, *rest))
 
 
 def output(heads: Heads, weights: dict, per_head, owner: str, pooling) -> Any:

@@ -82,6 +82,16 @@ def test_outputs_and_weights_have_a_heads_axis(spec, output, weights):
         assert not numpy(out)[1, 6:].any()
 
 
+@pytest.mark.parametrize("spec", ["dot+causal", "additive+local3", "general+weighted"])
+def test_heads_build_on_inputs_of_unknown_length(spec):
+    """A functional model over (None, D): the heads fold and unfold with a length known only
+    when the model runs (the spec without weights runs once over the heads in the batch)."""
+    x = keras.Input((None, D))
+    out = AttentionLayer(spec, num_heads=2, key_dim=3)(x)
+    model = keras.Model(x, out)
+    assert tuple(model(_x()).shape) == ((B, T, D) if len(out.shape) == 3 else (B, D))
+
+
 def test_output_shape_value_dim_and_no_bias_shape_the_projections():
     layer = AttentionLayer(
         "gaussian", num_heads=2, key_dim=3, value_dim=5, output_shape=7, use_bias=False
