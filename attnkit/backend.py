@@ -283,7 +283,7 @@ def value_and_grads(fn: Callable, tensors, variables, compiled: bool = False):
             return aux, tape.gradient(loss, list(ts)), tape.gradient(loss, watched)
 
         if compiled:
-            taped = tf.function(taped, jit_compile=True)
+            taped = tf.function(taped, jit_compile=True, autograph=False)
         aux, g_t, g_v = taped(*(tf.constant(t) for t in tensors))
     elif backend == "torch":
         import torch
@@ -353,7 +353,7 @@ def _weighted_sum(out, coefficients):
 def _tf_compiled_grads(layer, inputs, mask, coefficients, call):
     import tensorflow as tf
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)  # no Python control flow to convert
     def step(ts, m):
         with tf.GradientTape() as tape:
             tape.watch(ts)

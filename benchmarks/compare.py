@@ -160,7 +160,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--modes", nargs="+", default=["fwd", "train"], choices=["fwd", "train", "xla"]
     )
-    parser.add_argument("--only", default="", help="rows whose label contains this")
+    parser.add_argument(
+        "--only", nargs="+", default=[""], help="rows whose label contains one of these"
+    )
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument(
         "--backend",
@@ -206,7 +208,7 @@ def main(argv=None) -> int:
         baselines = {mode: measure("baseline", steps, mode, args) for mode in args.modes}
         seen = {}  # attnkit's dot faces three peers: measured once, shown in each row
         for label, ours, peer in PAIRS:
-            if args.only not in label or (peer in FLASH and not flash):
+            if not _chosen(label, args) or (peer in FLASH and not flash):
                 continue
             for mode in args.modes:
                 if ours and (ours, mode) not in seen:
@@ -224,6 +226,10 @@ def main(argv=None) -> int:
         print("\nnot measured:", *notes, sep="\n  ")
     failed = [r for r in rows if r.mine and "error" in r.mine]
     return 1 if failed else 0
+
+
+def _chosen(label: str, args) -> bool:
+    return any(part in label for part in args.only)
 
 
 @attrs.frozen
@@ -252,7 +258,7 @@ def _print_row(row: _Row, peer: str | None, note: str, notes: list) -> _Row:
 def _heads_table(args, notes: list) -> list[_Row]:
     """The multi-head rows against keras.layers.MultiHeadAttention, at HEAD_SHAPE."""
     batch, features, heads = (2, 16, "2x8") if args.tiny else HEAD_SHAPE
-    chosen = [r for r in HEAD_ROWS if args.only in r[0]]
+    chosen = [r for r in HEAD_ROWS if _chosen(r[0], args)]
     if not chosen:
         return []
     print(f"\nmulti-head: batch {batch}, {features} features, {heads} heads (H x key_dim)")

@@ -17,15 +17,16 @@ from benchmarks import compare, peers, train_memory
 def test_compare_script_runs_and_prints_ratios(capsys):
     """Every worker runs on the backend under test (a GPU image may have no TensorFlow)."""
     backend = keras.backend.backend()
-    argv = ["--tiny", "--only", "dot causal", "--modes", "fwd", "train", "--backend", backend]
+    argv = ["--tiny", "--only", "dot causal sdpa", "MHA dot causal", "--backend", backend]
+    argv += ["--modes", "train"]
     assert compare.main(argv) == 0
     out = capsys.readouterr().out
     first, second = out.splitlines()[:2]
     assert first.startswith("machine: ") and "cores" in first, first
     assert second.startswith((f"{backend} on cpu", f"{backend} on gpu")), out
-    rows = [line for line in out.splitlines() if line.startswith("dot causal")]
-    # dot causal against keras.layers.Attention and against dot_product_attention, both modes
-    assert len(rows) == 4, out
+    rows = [line for line in out.splitlines() if line.startswith(("dot causal", "MHA dot causal"))]
+    # dot causal against dot_product_attention, and multi-head against MultiHeadAttention
+    assert len(rows) == 2, out
     for row in rows:
         assert re.search(r"\d+\.\d ms\s+\d+\.\d ms\s+\d+\.\d\d", row), row
 

@@ -81,14 +81,14 @@ def _closing(out: str) -> tuple[int, int, int]:
 
 
 def test_check_one_component_prints_progress_and_counts(capsys):
-    assert cli.main(["check", "local", "--device", "cpu"]) == 0
+    assert cli.main(["check", "causal", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "PASS  local3" in out and "check_mask_reach" in out
+    assert "PASS  causal3" in out and "check_mask_reach" in out
     passed, failed, skipped = _closing(out)
     from attnkit.conformance._engine import applies
-    from attnkit.masks import Local
+    from attnkit.masks import Causal
 
-    asked = sum(applies(c, m, "cpu") for c in CHECKS for m in Local.examples())
+    asked = sum(applies(c, m, "cpu") for c in CHECKS for m in Causal.examples())
     assert failed == 0 and passed > 20 and passed + skipped == asked
 
 

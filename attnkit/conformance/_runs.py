@@ -116,7 +116,7 @@ def _compiled(layer, steps: int) -> Callable:
     inputs = keras.Input((steps, FEATURES))
     model = keras.Model(inputs, layer(inputs))
     model.compile(jit_compile=True)
-    return lambda x: np.asarray(model.predict(x, verbose=0, batch_size=len(x)))
+    return lambda x: np.asarray(model.predict_on_batch(x))
 
 
 def realistic(kind: str, steps: int, seed: int = 0) -> np.ndarray:

@@ -177,8 +177,9 @@ def check_window_respected(subject: Subject, device: str) -> None:
     """Under a bounded mask, changing steps outside a query's window leaves its output unchanged,
     to the bit, on every plan that applies, op by op and compiled.
 
-    A many-to-one pooling asks with one query at the last valid step (the contract of
-    ``Pooling.prepare``), so its output may depend only on that step's window.
+    A many-to-one pooling's output may depend on the windows of every query it asks with: the
+    positions its ``prepare`` returns (the last valid step for ``last``, every step for a
+    pooling that averages them); only steps outside all of those windows are changed.
     """
     component = subject.component
     if isinstance(component, Mask):
@@ -192,27 +193,39 @@ def check_window_respected(subject: Subject, device: str) -> None:
         raise SkipCheck(f"'{subject.label}' is not used under a local window")
     steps = _steps(subject)
     x, _ = make_data(steps=steps, pad=False)
-    many_to_one = subject.base.pooling.many_to_one
-    queries = [steps - 1] if many_to_one else sorted({0, 15, 16, steps - 1} & set(range(steps)))
+    if subject.base.pooling.many_to_one:
+        asked = _asked_positions(resolved, x)
+        cases = {f"queries {sorted(asked)}": asked}
+    else:
+        cases = {f"query {i}": {i} for i in sorted({0, 15, 16, steps - 1} & set(range(steps)))}
     rng = np.random.RandomState(2)
     changed = {}
-    for i in queries:
-        outside = [j for j in range(steps) if j < i - back or j > i + ahead]
+    for name, positions in cases.items():
+        seen = {j for i in positions for j in range(i - back, i + ahead + 1)}
+        outside = [j for j in range(steps) if j not in seen]
         if outside:
-            changed[i] = x.copy()
-            changed[i][:, outside] = rng.uniform(-3, 3, changed[i][:, outside].shape)
+            changed[name, min(positions), max(positions)] = moved = x.copy()
+            moved[:, outside] = rng.uniform(-3, 3, moved[:, outside].shape)
     with small_blocks():
         for run in runs(resolved, steps):
             before = run.call(x)
-            for i, moved in changed.items():
+            for (name, first, last), moved in changed.items():
                 after = run.call(moved)
-                same, then = (after, before) if many_to_one else (after[:, i], before[:, i])
-                if not np.array_equal(same, then):
+                one = slice(None) if subject.base.pooling.many_to_one else first
+                where = "its window" if first == last else "their windows"
+                if not np.array_equal(after[:, one], before[:, one]):
                     raise CheckFailure(
-                        f"{subject.label} in '{resolved}' on {run.label}: the output for query "
-                        f"{i} changed when only steps outside its window [{i - back}, "
-                        f"{i + ahead}] changed"
+                        f"{subject.label} in '{resolved}' on {run.label}: the output for {name} "
+                        f"changed when only steps outside {where} [{first - back}, "
+                        f"{last + ahead}] changed"
                     )
+
+
+def _asked_positions(resolved: Resolved, x: np.ndarray) -> set[int]:
+    """The query positions a many-to-one pooling asks with on ``x``, from its ``prepare``."""
+    layer = layer_for(resolved, x.shape[1])
+    prepared = resolved.pooling.prepare(layer._built.pooling, x, x, None)
+    return {int(p) for p in numpy(prepared.positions).ravel()}
 
 
 def check_padding_invariance(subject: Subject, device: str) -> None:

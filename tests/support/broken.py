@@ -472,6 +472,23 @@ class BrokenMeanPool(Pooling):
 
 
 @attrs.frozen
+class BrokenPeekingPool(Pooling):
+    """Many to one, asking with the last step only, but adding the first step's value to the
+    output: step 0 is outside the last query's window. Caught by check_window_respected."""
+
+    name = "broken_peeking_pool"
+    many_to_one = True
+
+    def prepare(self, params, query, key, query_mask):
+        last = ops.shape(query)[1] - 1
+        positions = ops.reshape(ops.cast(last, "int32"), (1, 1))
+        return Prepared(query[:, -1:, :], key, positions, None)
+
+    def pool(self, params, context, weights, prepared, value):
+        return context[:, 0, :] + value[:, 0, :], weights[:, 0, :]
+
+
+@attrs.frozen
 class BrokenRenormalize(Pooling):
     """Renormalises the context by its weight total "for safety": 0/0 = NaN on a row that saw
     nothing. Caught by check_fully_masked_row_zero."""
@@ -505,8 +522,7 @@ class BrokenSmoothedReport(Pooling):
     """Reports "smoothed" attention ``(w + eps) / (1 + Tk eps)``: the weights a user gets back
     from ``return_attention=True`` put eps on padded and masked keys.
 
-    check_masked_keys_zero should catch it and does not: it reads the layer's raw softmax, which
-    no component can change, never the reported weights. See the FINDING entry of the table.
+    Caught by check_masked_keys_zero, which reads the weights ``return_attention`` returns.
     """
 
     name = "broken_smoothed_report"
@@ -676,6 +692,7 @@ BROKEN = {
         BrokenIntMask,
         BrokenLayoutMask,
         BrokenMeanPool,
+        BrokenPeekingPool,
         BrokenRenormalize,
         BrokenPositions,
         BrokenSmoothedReport,
