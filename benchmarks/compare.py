@@ -56,6 +56,7 @@ HEAD_ROWS = [
         (1024, 4096, 16384),
     ),
     ("MHA additive", "attnkit:additive/{h}", None, (2048,)),
+    ("MHA dot kernel", "attnkit:dot(scale=sqrt)@kernel/{h}", "keras:mha-{h}", (1024,)),
     ("MHA dot kernel/flash", "attnkit:dot(scale=sqrt)@kernel/{h}", "keras:mha-{h}-flash", (1024,)),
 ]
 #: batch, features, heads of the multi-head rows (--tiny: 2, 16, 2x8 at T=32).
@@ -63,7 +64,9 @@ HEAD_SHAPE = (8, 512, "8x64")
 #: MultiHeadAttention holds (B, H, T, T) scores: past this length they alone would need more
 #: memory than a benchmark machine has (16 GiB at T=8192), so its rows stop here.
 MHA_MAX_STEPS = 4096
-#: Backends whose MultiHeadAttention has a flash path (TensorFlow's has none).
+#: Backends whose MultiHeadAttention calls the fused dot_product_attention (with no dropout and
+#: no scores returned): the backend's kernel, flash where the device and dtype allow. TensorFlow's
+#: has no fused path. The ``-flash`` peer demands the flash kernel: a GPU and half precision.
 FLASH_BACKENDS = ("jax", "torch")
 
 #: Peers that need a GPU and half precision (flash kernels take float16 and bfloat16 only):
@@ -221,7 +224,7 @@ def main(argv=None) -> int:
                     note = f"{flops / mine['seconds'] / 1e9 / gflops:.0%} of matmul peak"
                 row = _Row(label, steps, mode, mine, theirs, baselines[mode].get("memory", 0))
                 rows.append(_print_row(row, peer, note, notes))
-    rows += _heads_table(args, notes)
+    rows += _heads_table(args, notes, flash)
     if notes:
         print("\nnot measured:", *notes, sep="\n  ")
     failed = [r for r in rows if r.mine and "error" in r.mine]
@@ -255,7 +258,7 @@ def _print_row(row: _Row, peer: str | None, note: str, notes: list) -> _Row:
     return row
 
 
-def _heads_table(args, notes: list) -> list[_Row]:
+def _heads_table(args, notes: list, flash: bool) -> list[_Row]:
     """The multi-head rows against keras.layers.MultiHeadAttention, at HEAD_SHAPE."""
     batch, features, heads = (2, 16, "2x8") if args.tiny else HEAD_SHAPE
     chosen = [r for r in HEAD_ROWS if _chosen(r[0], args)]
@@ -264,8 +267,11 @@ def _heads_table(args, notes: list) -> list[_Row]:
     print(f"\nmulti-head: batch {batch}, {features} features, {heads} heads (H x key_dim)")
     rows = []
     for label, ours, peer, lengths in chosen:
-        if peer and "flash" in peer and args.backend not in FLASH_BACKENDS:
-            notes.append(f"{label}: {args.backend}'s MultiHeadAttention has no flash path")
+        if "kernel" in label and args.backend not in FLASH_BACKENDS:
+            notes.append(f"{label}: {args.backend}'s MultiHeadAttention has no fused path")
+            continue
+        if peer and peer.endswith("flash") and not flash:
+            notes.append(f"{label}: the flash kernel needs a GPU and --dtype bfloat16 or float16")
             continue
         for steps in [32] if args.tiny else lengths:
             for mode in args.modes:
@@ -276,12 +282,14 @@ def _heads_table(args, notes: list) -> list[_Row]:
                 if peer and not args.no_peers and steps <= MHA_MAX_STEPS:
                     theirs = measure(peer.format(h=heads), steps, mode, args, shape)
                 elif peer and not args.no_peers:
-                    notes.append(
+                    note = (
                         f"{label} T={steps}: MultiHeadAttention not run (its scores "
                         f"alone: {batch * 8 * steps**2 * 4 / 2**30:.0f} GiB)"
                     )
+                    notes += [] if note in notes else [note]
+                named = peer and peer.format(h=heads)
                 rows.append(
-                    _print_row(_Row(label, steps, mode, mine, theirs, base), peer, "", notes)
+                    _print_row(_Row(label, steps, mode, mine, theirs, base), named, "", notes)
                 )
     return rows
 

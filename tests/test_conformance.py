@@ -11,6 +11,8 @@ xfail where a defect slips past the suite (it turns red once a check catches it:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -381,6 +383,12 @@ def test_window_check_follows_the_queries_a_many_to_one_pooling_asks_with():
     step 0 (the table's broken_peeking_pool)."""
     result = run_case(subject_for(B.GoodMeanPool()), CHECK["check_window_respected"], "cpu")
     assert result.status == "passed", result.message
+
+
+def test_the_plugin_guide_lists_every_check():
+    guide = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    missing = [name for name in CHECK if f"| `{name}` |" not in guide]
+    assert not missing, f"docs/plugins.md's table of checks lacks {missing}"
 
 
 # == the engine API =============================================================================
