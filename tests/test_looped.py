@@ -118,7 +118,7 @@ def test_loops_give_the_dense_plans_numbers(spec, groups, loops, monkeypatch):
 
 def test_dropout_keeps_the_loops_and_the_rematerialisation(loops, monkeypatch):
     """Each block draws its dropout mask from one seed per call (attnkit.plans._dropout), so
-    dropout no longer unrolls the blocks: compiled they run in loops, op by op each block is
+    dropout does not unroll the blocks: compiled they run in loops, op by op each block is
     rematerialised (tests/test_dropout.py checks the gradients against NumPy)."""
     rematerialised = []
     original = _chunked.block_call

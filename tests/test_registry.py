@@ -531,8 +531,8 @@ HOOK_FAULTS = {
         """,
         "attnkit_add_components",
     ),
-    # A good hook beside a typo: pluggy finds the typo only in check_pending(), which used to
-    # run once for every plugin and raise out of Registry.load().
+    # A good hook beside a typo: pluggy finds the typo only in check_pending(), which must run
+    # per plugin, so that its PluginValidationError names that plugin and stays inside load().
     "misspelled_extra_hook": (
         """
         @attnkit.hookimpl
@@ -602,7 +602,7 @@ def test_p3_misspelled_extra_hook_is_a_warning(fake, monkeypatch):
     fake.good("attnkit-good", component="other")
     reg = Registry()
     with pytest.warns(AttnkitPluginWarning) as record:
-        reg.load()  # used to raise pluggy.PluginValidationError from here
+        reg.load()  # pluggy.PluginValidationError must not escape from here
     (message,) = plugin_warnings(record)
     assert "'typo = " in message and "attnkit-typo 0.4" in message
     assert "unknown hook 'attnkit_add_componentz' in plugin" in message  # pluggy's words
