@@ -249,8 +249,8 @@ def head_runs(heads: Heads, built, sides) -> list[HeadRun]:
 
 def _fold(t, heads: int):
     """(B, T, H, d) -> (B H, T, d), sample-major."""
-    t = ops.transpose(t, (0, 2, 1, 3))
-    return ops.reshape(t, (-1, ops.shape(t)[2], t.shape[-1]))
+    batch, steps, _, depth = ops.shape(t)
+    return ops.reshape(ops.transpose(t, (0, 2, 1, 3)), (batch * heads, steps, depth))
 
 
 def stack_heads(values: list, folded: int):
@@ -264,10 +264,10 @@ def stack_heads(values: list, folded: int):
 
 
 def unfold(t, heads: int):
-    """(B H, ...) -> (B, H, ...); a dimension unknown while tracing is read at run time."""
-    dynamic = ops.shape(t)
-    rest = tuple(d if d is not None else dynamic[i + 1] for i, d in enumerate(t.shape[1:]))
-    return ops.reshape(t, (-1, heads, *rest))
+    """(B H, ...) -> (B, H, ...), every size read from the tensor (at run time where it is
+    unknown while tracing; a -1 cannot be resolved for a tensor with no elements)."""
+    shape = ops.shape(t)
+    return ops.reshape(t, (shape[0] // heads, heads, *shape[1:]))
 
 
 def output(heads: Heads, weights: dict, per_head, owner: str, pooling) -> Any:

@@ -92,6 +92,15 @@ def test_heads_build_on_inputs_of_unknown_length(spec):
     assert tuple(model(_x()).shape) == ((B, T, D) if len(out.shape) == 3 else (B, D))
 
 
+@pytest.mark.parametrize(
+    "spec, plan", [("dot+causal", "auto"), ("dot+causal", "kernel"), ("additive+local3", "auto")]
+)
+def test_heads_on_zero_steps_give_empty_outputs(spec, plan):
+    layer = AttentionLayer(spec, num_heads=2, key_dim=3, plan=plan, return_attention=True)
+    out, weights = layer(np.zeros((B, 0, D), "float32"))
+    assert tuple(out.shape) == (B, 0, D) and tuple(weights.shape) == (B, 2, 0, 0)
+
+
 def test_output_shape_value_dim_and_no_bias_shape_the_projections():
     layer = AttentionLayer(
         "gaussian", num_heads=2, key_dim=3, value_dim=5, output_shape=7, use_bias=False

@@ -103,16 +103,22 @@ def _pad_features(tensor, width: int):
 
 def _heads_axis(tensor, heads: int):
     """(B H, T, D) -> (B, T, H, D)."""
-    steps, depth = ops.shape(tensor)[1], tensor.shape[-1]
-    return ops.transpose(ops.reshape(tensor, (-1, heads, steps, depth)), (0, 2, 1, 3))
+    return ops.transpose(_split_batch(tensor, heads), (0, 2, 1, 3))
 
 
 def _heads_first(allowed, heads: int):
     """Boolean (B H, Tq or 1, Tk) -> (B, H, Tq or 1, Tk)."""
-    return ops.reshape(allowed, (-1, heads, *ops.shape(allowed)[1:]))
+    return _split_batch(allowed, heads)
+
+
+def _split_batch(tensor, heads: int):
+    """(B H, ...) -> (B, H, ...), every size read from the tensor: a -1 cannot be resolved for
+    a tensor with no elements (zero steps)."""
+    shape = ops.shape(tensor)
+    return ops.reshape(tensor, (shape[0] // heads, heads, *shape[1:]))
 
 
 def _fold_heads(context, heads: int):
     """(B, Tq, H, D) -> (B H, Tq, D)."""
-    steps, depth = ops.shape(context)[1], context.shape[-1]
-    return ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (-1, steps, depth))
+    batch, steps, _, depth = ops.shape(context)
+    return ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch * heads, steps, depth))
