@@ -148,35 +148,28 @@ def test_modules_and_functions_are_small():
     assert not long_functions, f"functions over {FUNCTION_LINES} lines: {long_functions}"
 
 
-#: Words that tell how the project was made rather than what it is.
-HISTORY = re.compile(
-    r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth)"
-    r" session\b|\bsession \d+\b|\bissue \d+\b|"
-    r"shared/|\.\./shared|reliability\.md|design\.md|anchors\.md|aesthetics\.md|\blent\b",
-    re.I,
-)
+#: A relative link in a Markdown file: ``[text](target)``, without a scheme or a bare anchor.
+LINK = re.compile(r"\]\((?![a-z]+:|#)([^)\s]+)\)")
 
 
-def _tracked_text_files() -> list[Path]:
+def _tracked_markdown() -> list[Path]:
     try:
         listed = subprocess.run(
-            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout: the tracked files are unknown")
-    suffixes = {".py", ".md", ".toml", ".ini", ".sh", ".txt", ".cfg", ".yml", ".yaml", ""}
-    return [ROOT / f for f in listed if Path(f).suffix in suffixes and (ROOT / f).is_file()]
+    return [ROOT / f for f in listed if (ROOT / f).is_file()]
 
 
-def test_the_repository_speaks_of_itself_alone():
-    """No file tells how the project was developed (rounds of work, issue numbers, lent
-    machines) or points to files outside the repository. A peer's own bug tracker may be
-    cited by its repository (``keras-team/keras#123``)."""
-    hits = []
-    for path in _tracked_text_files():
-        if path.name == Path(__file__).name:
-            continue
+def test_every_document_link_stays_inside_the_repository():
+    """A reader who clones attnkit can follow every relative link its documents hold: each
+    names a file or folder of the repository."""
+    broken = []
+    for path in _tracked_markdown():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            for match in HISTORY.finditer(line):
-                hits.append(f"{path.relative_to(ROOT)}:{number}: {match.group(0)!r}")
-    assert not hits, "\n".join(hits[:40])
+            for target in LINK.findall(line):
+                resolved = (path.parent / target.split("#")[0]).resolve()
+                if not resolved.is_relative_to(ROOT.resolve()) or not resolved.exists():
+                    broken.append(f"{path.relative_to(ROOT)}:{number}: {target}")
+    assert not broken, "\n".join(broken[:40])
