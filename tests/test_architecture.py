@@ -1,5 +1,5 @@
 """The package's shape: no import cycles, the core never imports a tool, backends are imported in
-one module only, modules stay small, and the repository speaks of itself alone.
+one module only, modules stay small, and every document link stays inside the repository.
 
 Imports are read from the source with ``ast`` (inside functions too), so a lazy import that
 closes a cycle counts as much as one at the top of a module.
