@@ -603,7 +603,10 @@ def test_attention_package_matches_its_float64_formula(score):
     assert not np.allclose(out_o, out_n, atol=1e-3)
 
 
-@pytest.mark.parametrize(
+#: The attention package's scores, the attnkit spec that computes each, and the weight map
+#: (package name -> attnkit name, transposed?). attnkit's general is q^T W k; the package
+#: computes h_t . (h_s W) = h_t^T W^T h_s, hence the transpose.
+PACKAGE_CASES = pytest.mark.parametrize(
     "score, spec, mapping",
     [
         (
@@ -619,12 +622,14 @@ def test_attention_package_matches_its_float64_formula(score):
         (
             "luong",
             f"general+last(units={U})",
-            # attnkit's general is q^T W k; the package computes h_t . (h_s W) = h_t^T W^T h_s.
             {"luong_w": ("scorer_w", True), "attention_vector": ("pooling_w_c", False)},
         ),
     ],
     ids=["bahdanau", "luong"],
 )
+
+
+@PACKAGE_CASES
 def test_last_pooling_matches_attention_package(score, spec, mapping):
     """attnkit against the float64 formula on every backend, and against the real package on
     TensorFlow, on transplanted weights."""
@@ -657,27 +662,7 @@ def _transplant(layer, weights, mapping) -> dict:
 
 
 @attention_peer
-@pytest.mark.parametrize(
-    "score, spec, mapping",
-    [
-        (
-            "bahdanau",
-            f"bahdanau+last(units={U})",
-            {
-                "bahdanau_w1": ("scorer_w_1", False),
-                "bahdanau_w2": ("scorer_w_2", False),
-                "bahdanau_v": ("scorer_v", False),
-                "attention_vector": ("pooling_w_c", False),
-            },
-        ),
-        (
-            "luong",
-            f"general+last(units={U})",
-            {"luong_w": ("scorer_w", True), "attention_vector": ("pooling_w_c", False)},
-        ),
-    ],
-    ids=["bahdanau", "luong"],
-)
+@PACKAGE_CASES
 def test_last_pooling_on_padded_steps_matches_the_package_on_the_unpadded_ones(
     score, spec, mapping
 ):
