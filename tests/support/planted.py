@@ -169,12 +169,11 @@ class BrokenKeyCount(Scorer):
 
 
 @attrs.frozen
-class BrokenWindow(Scorer):
-    """A dot product whose ``window()`` scores each query against the window one step further
-    on: ``pair()`` and ``score()`` agree, the banded plan would not. Caught by
-    check_window_matches_pair."""
+class _SplitDot(Scorer):
+    """A dot product split into project() (the inputs as they are) and pair(); the planted
+    window scorers below differ only in their window()."""
 
-    name = "planted_window"
+    name = "planted_split_dot"
 
     def score(self, params, query, key):
         return _dot(query, key)
@@ -184,6 +183,15 @@ class BrokenWindow(Scorer):
 
     def pair(self, params, query_features, key_features):
         return ops.sum(query_features * key_features, axis=-1)
+
+
+@attrs.frozen
+class BrokenWindow(_SplitDot):
+    """A dot product whose ``window()`` scores each query against the window one step further
+    on: ``pair()`` and ``score()`` agree, the banded plan would not. Caught by
+    check_window_matches_pair."""
+
+    name = "planted_window"
 
     def window(self, params, query_features, key_features, width):
         steps = ops.shape(query_features)[1]
@@ -195,20 +203,11 @@ class BrokenWindow(Scorer):
 
 
 @attrs.frozen
-class BrokenWindowGradient(Scorer):
+class BrokenWindowGradient(_SplitDot):
     """A dot product whose ``window()`` has the right values and a hand-written gradient that
     forgets the keys. Caught by check_window_matches_pair's gradients."""
 
     name = "planted_window_gradient"
-
-    def score(self, params, query, key):
-        return _dot(query, key)
-
-    def project(self, params, query, key):
-        return query, key
-
-    def pair(self, params, query_features, key_features):
-        return ops.sum(query_features * key_features, axis=-1)
 
     def window(self, params, query_features, key_features, width):
         steps = ops.shape(query_features)[1]
