@@ -15,6 +15,12 @@ os.environ.setdefault(
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# pytest-xdist's workers share the cores. An OpenMP pool (PyTorch's CPU kernels) as wide as the
+# machine in every worker oversubscribes it, and OpenMP threads spin while they wait for each
+# other, so each worker gets its share of the cores instead (processes tests start inherit it).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
