@@ -138,7 +138,7 @@ def _fmt_time(result) -> str:
 
 
 def _fmt_mem(result, baseline) -> str:
-    if not _ok(result):
+    if not _ok(result) or baseline is None:
         return "-"
     return f"{max(0, result['memory'] - baseline) / 2**30:5.2f} GiB"
 
@@ -180,7 +180,9 @@ def main(argv=None) -> int:
         help="the Keras dtype policy of every layer",
     )
     parser.add_argument("--timeout", type=int, default=900)
-    parser.add_argument("--tiny", action="store_true", help="smoke run: T=32, batch 2, 1 repeat")
+    parser.add_argument(
+        "--tiny", action="store_true", help="smoke run: T=32, batch 2, 1 repeat, no memory"
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.lengths, args.batch, args.features, args.repeats, args.warmup = [32], 2, 8, 1, 1
@@ -192,11 +194,13 @@ def main(argv=None) -> int:
     peak = matmul_peak(args)
     gflops, device = peak["gflops"], peak["device"]
     memory = "peak GPU allocation" if device == "gpu" else "peak RSS"
+    if args.tiny:  # a smoke run: no baseline processes, so no memory columns
+        memory = "not measured (--tiny)"
     print(f"machine: {machine()}")
     print(
         f"{args.backend} on {device}, batch {args.batch}, {args.features} features, "
-        f"{args.dtype}; float32 matmul peak {gflops:.0f} GFLOP/s; memory: {memory} above a "
-        "model with no attention layer",
+        f"{args.dtype}; float32 matmul peak {gflops:.0f} GFLOP/s; memory: {memory}"
+        + ("" if args.tiny else " above a model with no attention layer"),
         flush=True,
     )
     header = (
@@ -208,7 +212,7 @@ def main(argv=None) -> int:
     rows, notes = [], []
     flash = device == "gpu" and "16" in args.dtype  # flash kernels take half precision only
     for steps in args.lengths:
-        baselines = {mode: measure("baseline", steps, mode, args) for mode in args.modes}
+        baselines = {mode: _baseline(steps, mode, args) for mode in args.modes}
         seen = {}  # attnkit's dot faces three peers: measured once, shown in each row
         for label, ours, peer in PAIRS:
             if not _chosen(label, args) or (peer in FLASH and not flash):
@@ -222,13 +226,20 @@ def main(argv=None) -> int:
                 if label == "dot" and mode == "fwd" and _ok(mine) and gflops == gflops:
                     flops = 4 * args.batch * steps * steps * args.features
                     note = f"{flops / mine['seconds'] / 1e9 / gflops:.0%} of matmul peak"
-                row = _Row(label, steps, mode, mine, theirs, baselines[mode].get("memory", 0))
+                row = _Row(label, steps, mode, mine, theirs, baselines[mode])
                 rows.append(_print_row(row, peer, note, notes))
     rows += _heads_table(args, notes, flash)
     if notes:
         print("\nnot measured:", *notes, sep="\n  ")
     failed = [r for r in rows if r.mine and "error" in r.mine]
     return 1 if failed else 0
+
+
+def _baseline(steps: int, mode: str, args, shape=None) -> int | None:
+    """The memory of a model with no attention layer (None in a smoke run, which skips it)."""
+    if args.tiny:
+        return None
+    return measure("baseline", steps, mode, args, shape).get("memory", 0)
 
 
 def _chosen(label: str, args) -> bool:
@@ -242,7 +253,7 @@ class _Row:
     mode: str
     mine: dict | None
     theirs: dict | None
-    baseline: int
+    baseline: int | None
 
 
 def _print_row(row: _Row, peer: str | None, note: str, notes: list) -> _Row:
@@ -276,7 +287,7 @@ def _heads_table(args, notes: list, flash: bool) -> list[_Row]:
         for steps in [32] if args.tiny else lengths:
             for mode in args.modes:
                 shape = (batch, features)
-                base = measure("baseline", steps, mode, args, shape).get("memory", 0)
+                base = _baseline(steps, mode, args, shape)
                 mine = measure(ours.format(h=heads), steps, mode, args, shape)
                 theirs = None
                 if peer and not args.no_peers and steps <= MHA_MAX_STEPS:

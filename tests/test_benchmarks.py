@@ -24,6 +24,7 @@ def test_compare_script_runs_and_prints_ratios(capsys):
     first, second = out.splitlines()[:2]
     assert first.startswith("machine: ") and "cores" in first, first
     assert second.startswith((f"{backend} on cpu", f"{backend} on gpu")), out
+    assert second.endswith("memory: not measured (--tiny)"), second  # no baseline processes
     rows = [line for line in out.splitlines() if line.startswith(("dot causal", "MHA dot causal"))]
     # dot causal against dot_product_attention, and multi-head against MultiHeadAttention
     assert len(rows) == 2, out
