@@ -152,7 +152,8 @@ def mirrored(folder):
 
 
 def jax_data_parallel(folder):
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=2".strip()
     import keras
 
     devices = keras.distribution.list_devices("cpu")
