@@ -100,7 +100,8 @@ def _gradient_penalty_step(layer, x):
             grad, out = jax.grad(score, has_aux=True)(x)
             return jax.numpy.mean(out) + jax.numpy.sum(jax.numpy.square(grad))
 
-        return [np.asarray(g) for g in jax.grad(loss)(values, jax.numpy.asarray(x))]
+        # One compiled step, as a JAX training step is (the plans see tracers either way).
+        return [np.asarray(g) for g in jax.jit(jax.grad(loss))(values, jax.numpy.asarray(x))]
     import torch
 
     x = torch.tensor(x, requires_grad=True)
