@@ -38,7 +38,8 @@ WIDE = 64
 
 @contextlib.contextmanager
 def small_blocks() -> Iterator[None]:
-    """Chunked blocks of 16 queries, so :data:`LONG` steps make several blocks."""
+    """Chunked blocks of 16 queries, so :data:`LONG` steps make several blocks: a budget of
+    one pair makes every block the smallest the chunked plan uses."""
     from attnkit.plans import _limits
 
     saved = _limits.CHUNK_TARGET
