@@ -194,13 +194,14 @@ def main(argv=None) -> int:
     peak = matmul_peak(args)
     gflops, device = peak["gflops"], peak["device"]
     memory = "peak GPU allocation" if device == "gpu" else "peak RSS"
-    if args.tiny:  # a smoke run: no baseline processes, so no memory columns
-        memory = "not measured (--tiny)"
+    # A smoke run starts no baseline processes (_baseline), so it has no memory columns.
+    memory = (
+        "not measured (--tiny)" if args.tiny else f"{memory} above a model with no attention layer"
+    )
     print(f"machine: {machine()}")
     print(
         f"{args.backend} on {device}, batch {args.batch}, {args.features} features, "
-        f"{args.dtype}; float32 matmul peak {gflops:.0f} GFLOP/s; memory: {memory}"
-        + ("" if args.tiny else " above a model with no attention layer"),
+        f"{args.dtype}; float32 matmul peak {gflops:.0f} GFLOP/s; memory: {memory}",
         flush=True,
     )
     header = (

@@ -19,10 +19,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # tests' sizes LLVM's optimisation of that CPU code takes far longer than the code then runs.
 # The level changes how fast the code runs, not what it computes (XLA's CPU code is built without
 # fast-math at every level). The GPU check (attnkit check) and the benchmarks keep the default.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
+_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
+if "xla_backend_optimization_level" not in _XLA_FLAGS:
+    os.environ["XLA_FLAGS"] = f"{_XLA_FLAGS} --xla_backend_optimization_level=0".strip()
 # pytest-xdist's workers share the cores. An OpenMP pool (PyTorch's CPU kernels) as wide as the
 # machine in every worker oversubscribes it, and OpenMP threads spin while they wait for each
 # other, so each worker gets its share of the cores instead (processes tests start inherit it).
